@@ -1,0 +1,98 @@
+// `gangway run` options: torchrun's flags (dash and underscore spellings), PET_* environment
+// variables as their defaults, and gangway's own additions, parsed and validated in one place.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <absl/status/statusor.h>
+
+namespace CLI {
+class App;
+}
+
+namespace gangway::launcher {
+
+using EnvMap = std::map<std::string, std::string>;
+
+// Which of a worker's streams go to a log file (torchrun's Std: 0 none, 1 out, 2 err, 3 both).
+enum class Streams { kNone = 0, kOut = 1, kErr = 2, kAll = 3 };
+inline bool hasOut(Streams s) { return s == Streams::kOut || s == Streams::kAll; }
+inline bool hasErr(Streams s) { return s == Streams::kErr || s == Streams::kAll; }
+
+// What the machine offers, for `--nproc-per-node auto|cpu|gpu`.
+struct HostInfo {
+  int cpu_count = 1;  // CPUs this process may run on (sched_getaffinity)
+  int gpu_count = 0;  // NVIDIA GPUs the driver reports
+};
+// Reads HostInfo from the running machine; `proc_root` replaces "/proc" in tests.
+HostInfo probeHost(const std::string& proc_root = "/proc");
+
+enum class Entry {
+  kPythonScript,  // python -u script args
+  kPythonModule,  // python -u -m module args           (-m, --module)
+  kRunPath,       // runpy.run_path(script) in python   (--run-path)
+  kExecutable,    // script args, no interpreter        (--no-python)
+};
+
+struct RunOptions {
+  // Membership. This version runs single-node jobs: nnodes resolves to 1.
+  int nnodes_min = 1;
+  int nnodes_max = 1;
+  int nproc_per_node = 1;
+  bool standalone = false;
+  std::string rdzv_backend = "static";
+  std::string rdzv_endpoint;
+  std::map<std::string, std::string> rdzv_conf;
+  std::string run_id;  // --rdzv-id, or a fresh random id
+  int node_rank = 0;
+  std::string master_addr;  // MASTER_ADDR given to workers
+  int master_port = 0;      // 0: a free port is bound for every round
+  std::string role = "default";
+
+  // Supervision.
+  int max_restarts = 0;
+  double monitor_interval_s = 0.1;  // accepted for compatibility; exits are observed at once
+  double grace_period_s = 30.0;     // SIGTERM -> SIGKILL delay when stopping workers
+
+  // Output. Vectors are indexed by local rank.
+  std::string log_dir;  // empty: a temporary directory
+  std::vector<Streams> redirects;
+  std::vector<Streams> tee;
+  std::vector<bool> console;  // --local-ranks-filter: which local ranks reach the console
+
+  // Entrypoint.
+  Entry entry = Entry::kPythonScript;
+  std::string script;               // as the user wrote it (script, module or program)
+  std::vector<std::string> argv;    // the worker's full argv, argv[0] first
+  std::string program;              // absolute path of the file to exec
+};
+
+// The flags of `gangway run` as CLI11 sees them, before validation. One per torchrun option.
+struct RawRunFlags {
+  std::map<std::string, std::string> values;   // canonical name (e.g. "nproc-per-node") -> text
+  std::map<std::string, std::string> sources;  // canonical name -> "--nproc-per-node" / "PET_..."
+  std::vector<std::string> command;            // training script and its arguments
+};
+
+// Registers the flags of `gangway run` on `app`. After app.parse(), call collectRunFlags.
+void addRunFlags(CLI::App& app);
+// Reads what `app` parsed, filling flags the command line did not give from PET_* in `env`.
+RawRunFlags collectRunFlags(const CLI::App& app, const EnvMap& env);
+
+// Validates raw flags into options. Errors are InvalidArgument (or NotFound for a missing script)
+// with a one-line message naming the flag or variable and what was expected.
+absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMap& env,
+                                             const HostInfo& host);
+
+// addRunFlags + parse + collectRunFlags + resolveRunOptions for the arguments after `run`.
+absl::StatusOr<RunOptions> parseRunArgs(const std::vector<std::string>& args, const EnvMap& env,
+                                        const HostInfo& host);
+
+// Finds `name` the way execvp would, in `path` (a PATH value). Absolute or relative names with a
+// slash are checked as they are. NotFound / PermissionDenied name the program.
+absl::StatusOr<std::string> findExecutable(const std::string& name, const std::string& path);
+
+}  // namespace gangway::launcher

@@ -1,0 +1,67 @@
+// The `gangway` command: one binary, one subcommand per job of the runtime.
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "gangway/common/log.h"
+#include "gangway/launcher/run_options.h"
+#include "gangway/launcher/supervisor.h"
+#include "gangway/launcher/worker_env.h"
+
+namespace {
+
+constexpr const char* kRunFooter = R"(
+Everything from SCRIPT on is the workers' command line. Workers get torchrun's environment
+(RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_*, ...) plus GANGWAY_JOB_ID
+and GANGWAY_ROUND; each output line is prefixed with [rankN]:.
+
+Examples:
+  gangway run --standalone --nproc-per-node 4 train.py --lr 3e-4
+  gangway run --standalone --nproc-per-node gpu --max-restarts 3 -m mypkg.train
+  gangway run --standalone --nproc-per-node 2 --no-python ./all_reduce_perf -b 8 -e 1G
+  gangway run --standalone --nproc-per-node 8 --log-dir logs --tee 3 train.py
+
+Exit status: 0 on success; the failing worker's exit code (128+N for signal N) once
+--max-restarts restarts are spent; 128+N when the agent is stopped by signal N; 2 for bad
+input. PYTHON_EXEC names the interpreter (default: python3 on PATH).)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gangway: launch, supervise and schedule distributed training and inference jobs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gangway 0.1.0");
+  CLI::App* run = app.add_subcommand(
+      "run", "Start and supervise the workers of a job on this node (a drop-in for torchrun).");
+  run->footer(kRunFooter);
+  gangway::launcher::addRunFlags(*run);
+
+  const bool is_run = argc > 1 && std::string(argv[1]) == "run";
+  const char* who = is_run ? "gangway run" : "gangway";
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", who, e.what(), who);
+    return 2;
+  }
+
+  if (*run) {
+    const gangway::launcher::EnvMap env = gangway::launcher::currentEnvironment();
+    auto options = gangway::launcher::resolveRunOptions(
+        gangway::launcher::collectRunFlags(*run, env), env, gangway::launcher::probeHost());
+    if (!options.ok()) {
+      std::fprintf(stderr, "gangway run: error: %s\n", std::string(options.status().message()).c_str());
+      return 2;
+    }
+    auto supervisor = gangway::launcher::Supervisor::create(*std::move(options), env);
+    if (!supervisor.ok()) {
+      std::fprintf(stderr, "gangway run: error: %s\n",
+                   std::string(supervisor.status().message()).c_str());
+      return 2;
+    }
+    return (*supervisor)->run();
+  }
+  return 2;
+}

@@ -1,0 +1,228 @@
+#include "process.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+
+#include "gangway/common/status.h"
+
+namespace gangway::launcher {
+namespace {
+
+void closeFrom(unsigned int first, unsigned int keep) {
+  // close_range(2) is async-signal-safe; skip `keep`.
+  if (keep >= first) {
+    if (keep > first) ::close_range(first, keep - 1, 0);
+    ::close_range(keep + 1, ~0U, 0);
+  } else {
+    ::close_range(first, ~0U, 0);
+  }
+}
+
+void resetSignalsForExec() {
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+std::vector<char*> cStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+void ensureStdFdsOpen() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      const int null = ::open("/dev/null", O_RDWR);
+      if (null >= 0 && null != fd) {
+        ::dup2(null, fd);
+        ::close(null);
+      }
+    }
+  }
+}
+
+absl::StatusOr<pid_t> spawnProcess(const SpawnRequest& req,
+                                   const std::function<void(pid_t)>& on_forked) {
+  std::vector<char*> argv = cStrings(req.argv);
+  std::vector<char*> envp = cStrings(req.env);
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return GW_ERRNO("pipe2");
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(report[0]);
+    ::close(report[1]);
+    errno = err;
+    return GW_ERRNO("fork");
+  }
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // the agent died before prctl took effect
+    resetSignalsForExec();
+    if ((req.stdout_fd != 1 && ::dup2(req.stdout_fd, 1) < 0) ||
+        (req.stderr_fd != 2 && ::dup2(req.stderr_fd, 2) < 0)) {
+      const int err = errno;
+      (void)!::write(report[1], &err, sizeof(err));
+      ::_exit(127);
+    }
+    closeFrom(3, static_cast<unsigned int>(report[1]));
+    ::execve(req.program.c_str(), argv.data(), envp.data());
+    const int err = errno;
+    (void)!::write(report[1], &err, sizeof(err));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);  // also done in the child; whichever runs first wins the race
+  if (on_forked) on_forked(pid);
+  ::close(report[1]);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(report[0], &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n == sizeof(child_errno)) {
+    ::waitpid(pid, nullptr, 0);
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot execute '", req.program, "': ", std::strerror(child_errno)));
+  }
+  return pid;
+}
+
+absl::StatusOr<std::unique_ptr<Watchdog>> Watchdog::start() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return GW_ERRNO("pipe2");
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    errno = err;
+    return GW_ERRNO("fork");
+  }
+  if (pid == 0) {
+    // Watchdog: survives the signals that stop the agent, holds nothing of the agent's but the
+    // read end of its pipe, and acts when the agent's end closes.
+    ::prctl(PR_SET_NAME, "gangway-watch");
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+    const int null = ::open("/dev/null", O_RDWR);
+    for (int fd = 0; fd <= 2; ++fd) ::dup2(null, fd);
+    closeFrom(3, static_cast<unsigned int>(fds[0]));
+    std::vector<pid_t> groups;
+    int32_t v = 0;
+    for (;;) {
+      const ssize_t n = ::read(fds[0], &v, sizeof(v));
+      if (n < 0 && errno == EINTR) continue;
+      if (n != sizeof(v)) break;  // EOF: the agent is gone or done
+      if (v > 0) {
+        groups.push_back(v);
+      } else {
+        std::erase(groups, -v);
+      }
+    }
+    for (pid_t g : groups) ::kill(-g, SIGKILL);
+    ::_exit(0);
+  }
+  ::close(fds[0]);
+  return std::unique_ptr<Watchdog>(new Watchdog(pid, Fd(fds[1])));
+}
+
+Watchdog::~Watchdog() {
+  pipe_.reset();
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void Watchdog::send(int32_t value) {
+  // 4-byte writes to a pipe are atomic; the watchdog drains it continuously.
+  while (::write(pipe_.get(), &value, sizeof(value)) < 0 && errno == EINTR) {
+  }
+}
+
+void Watchdog::watch(pid_t pgid) { send(pgid); }
+void Watchdog::forget(pid_t pgid) { send(-pgid); }
+
+absl::StatusOr<int> pickFreePort(const std::string& addr) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const bool resolved = ::getaddrinfo(addr.c_str(), "0", &hints, &res) == 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // First the requested address; if it is not local (or did not resolve), any address.
+    Fd sock(::socket(resolved && attempt == 0 ? res->ai_family : AF_INET,
+                     SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) continue;
+    sockaddr_storage any{};
+    auto* in = reinterpret_cast<sockaddr_in*>(&any);
+    in->sin_family = AF_INET;
+    const sockaddr* target = reinterpret_cast<const sockaddr*>(&any);
+    socklen_t len = sizeof(sockaddr_in);
+    if (resolved && attempt == 0) {
+      target = res->ai_addr;
+      len = res->ai_addrlen;
+    }
+    if (::bind(sock.get(), target, len) != 0) continue;
+    sockaddr_storage bound{};
+    socklen_t bound_len = sizeof(bound);
+    if (::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0) continue;
+    if (res != nullptr) ::freeaddrinfo(res);
+    const auto& b = reinterpret_cast<const sockaddr_in&>(bound);  // port is at the same offset
+    return static_cast<int>(ntohs(b.sin_port));
+  }
+  if (res != nullptr) ::freeaddrinfo(res);
+  return GW_ERRNO(absl::StrCat("bind a free TCP port on ", addr));
+}
+
+std::vector<pid_t> listChildren() {
+  std::vector<pid_t> out;
+  const pid_t self = ::getpid();
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(e.path().filename().string(), &pid)) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...; comm may contain spaces and parentheses: parse from the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    pid_t ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == self) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+}  // namespace gangway::launcher

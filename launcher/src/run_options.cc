@@ -1,0 +1,440 @@
+#include "gangway/launcher/run_options.h"
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cctype>
+#include <filesystem>
+#include <random>
+
+#include <CLI/CLI.hpp>
+#include <absl/strings/ascii.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+#include <absl/strings/str_split.h>
+
+#include "gangway/common/status.h"
+
+namespace gangway::launcher {
+namespace {
+
+// One row per flag. `pet` is false for gangway's own flags, which have no PET_* variable.
+struct FlagSpec {
+  const char* name;        // canonical dash spelling, without "--"
+  const char* short_name;  // "-m" or nullptr
+  bool is_flag;            // takes no value
+  const char* default_value;
+  bool pet;
+  const char* help;
+};
+
+constexpr FlagSpec kFlags[] = {
+    {"nnodes", nullptr, false, "1:1", true,
+     "Number of nodes, N or MIN:MAX. This version runs single-node jobs (1)."},
+    {"nproc-per-node", nullptr, false, "1", true,
+     "Workers per node: an integer, 'gpu' (one per GPU), 'cpu' (one per CPU) or 'auto' (GPUs if "
+     "any, else CPUs)."},
+    {"rdzv-backend", nullptr, false, "static", true, "Rendezvous backend: static, c10d or gangway."},
+    {"rdzv-endpoint", nullptr, false, "", true, "Rendezvous endpoint, HOST[:PORT]."},
+    {"rdzv-id", nullptr, false, "none", true,
+     "Job id shared by all nodes (TORCHELASTIC_RUN_ID, GANGWAY_JOB_ID); random when not given."},
+    {"rdzv-conf", nullptr, false, "", true, "Rendezvous settings, KEY=VALUE[,KEY=VALUE...]."},
+    {"standalone", nullptr, true, "0", true,
+     "Single-node job with its rendezvous on this machine; no other rendezvous flag is needed."},
+    {"max-restarts", nullptr, false, "0", true,
+     "How many times the workers are restarted after a worker fails before the job fails."},
+    {"monitor-interval", nullptr, false, "0.1", true,
+     "Accepted for torchrun compatibility; gangway sees worker exits at once, without polling."},
+    {"start-method", nullptr, false, "spawn", true,
+     "Accepted for torchrun compatibility (spawn, fork, forkserver); workers are always exec'd."},
+    {"role", nullptr, false, "default", true, "Role of the workers (ROLE_NAME)."},
+    {"module", "-m", true, "0", true, "Run the script as a Python module, like 'python -m'."},
+    {"no-python", nullptr, true, "0", true,
+     "Run the script as a program, without the Python interpreter."},
+    {"run-path", nullptr, true, "0", true,
+     "Run the script with runpy.run_path in the Python interpreter."},
+    {"log-dir", nullptr, false, "", true,
+     "Directory for per-attempt, per-rank stdout.log, stderr.log and error.json files."},
+    {"redirects", "-r", false, "0", true,
+     "Send worker streams only to log files: 0 none, 1 stdout, 2 stderr, 3 both; or per local "
+     "rank, e.g. 0:1,1:3."},
+    {"tee", "-t", false, "0", true,
+     "Copy worker streams to log files and to the console; same values as --redirects."},
+    {"local-ranks-filter", nullptr, false, "", true,
+     "Show only these local ranks' output on the console, e.g. 0 or 0,2 (log files keep all)."},
+    {"node-rank", nullptr, false, "0", true, "Rank of this node (static rendezvous)."},
+    {"master-addr", nullptr, false, "127.0.0.1", true, "MASTER_ADDR given to the workers."},
+    {"master-port", nullptr, false, "", true,
+     "MASTER_PORT given to the workers; when not given, a free port is bound for every round."},
+    {"local-addr", nullptr, false, "", true,
+     "Address of this node that other nodes and the workers use to reach it."},
+    {"grace-period", nullptr, false, "30", false,
+     "Seconds between SIGTERM and SIGKILL when workers are stopped (failure, restart or a signal "
+     "to the agent)."},
+};
+
+std::string petName(absl::string_view name) {
+  std::string out = "PET_";
+  for (char c : name) out += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+absl::Status invalid(const RawRunFlags& raw, const std::string& name, absl::string_view expected) {
+  const auto src = raw.sources.find(name);
+  const std::string& value = raw.values.at(name);
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "invalid %s '%s': expected %s", src == raw.sources.end() ? "--" + name : src->second,
+      value, expected));
+}
+
+absl::StatusOr<int> intFlag(const RawRunFlags& raw, const std::string& name, int min, int max,
+                            absl::string_view expected) {
+  int v = 0;
+  if (!absl::SimpleAtoi(raw.values.at(name), &v) || v < min || v > max) {
+    return invalid(raw, name, expected);
+  }
+  return v;
+}
+
+absl::StatusOr<double> secondsFlag(const RawRunFlags& raw, const std::string& name, double min) {
+  double v = 0;
+  if (!absl::SimpleAtod(raw.values.at(name), &v) || !(v >= min) || v > 1e7) {
+    return invalid(raw, name, min > 0 ? "a positive number of seconds" : "a number of seconds >= 0");
+  }
+  return v;
+}
+
+absl::StatusOr<bool> boolFlag(const RawRunFlags& raw, const std::string& name) {
+  const std::string v = absl::AsciiStrToLower(raw.values.at(name));
+  if (v == "1" || v == "true" || v == "yes") return true;
+  if (v == "0" || v == "false" || v == "no" || v.empty()) return false;
+  return invalid(raw, name, "1 or 0");
+}
+
+// torchrun's Std value or mapping: "3" or "0:1,1:3". Ranks not named get kNone.
+absl::StatusOr<std::vector<Streams>> streamsFlag(const RawRunFlags& raw, const std::string& name,
+                                                 int nproc) {
+  const std::string& text = raw.values.at(name);
+  constexpr absl::string_view kExpected =
+      "0, 1, 2 or 3 (none, stdout, stderr, both), or LOCAL_RANK:VALUE pairs such as 0:1,1:3";
+  auto one = [](absl::string_view s, Streams* out) {
+    if (s.size() != 1 || s[0] < '0' || s[0] > '3') return false;
+    *out = static_cast<Streams>(s[0] - '0');
+    return true;
+  };
+  std::vector<Streams> result(nproc, Streams::kNone);
+  Streams s{};
+  if (one(text, &s)) {
+    std::fill(result.begin(), result.end(), s);
+    return result;
+  }
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits(':', 1));
+    int rank = 0;
+    if (!absl::SimpleAtoi(kv.first, &rank) || !one(kv.second, &s)) {
+      return invalid(raw, name, kExpected);
+    }
+    if (rank < 0 || rank >= nproc) {
+      return invalid(raw, name, absl::StrCat("local ranks below --nproc-per-node (", nproc, ")"));
+    }
+    result[rank] = s;
+  }
+  return result;
+}
+
+std::string randomRunId() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint32_t> dist;
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%04x%08x", dist(rd), dist(rd) & 0xffff,
+                         (dist(rd) & 0x0fff) | 0x4000, (dist(rd) & 0x3fff) | 0x8000,
+                         dist(rd) & 0xffff, dist(rd));
+}
+
+absl::StatusOr<int> resolveNproc(const RawRunFlags& raw, const HostInfo& host) {
+  const std::string& v = raw.values.at("nproc-per-node");
+  constexpr absl::string_view kExpected = "a positive integer, 'auto', 'cpu' or 'gpu'";
+  if (v == "cpu") return std::max(1, host.cpu_count);
+  if (v == "auto") return host.gpu_count > 0 ? host.gpu_count : std::max(1, host.cpu_count);
+  if (v == "gpu") {
+    if (host.gpu_count <= 0) return invalid(raw, "nproc-per-node", "GPUs on this machine (none found)");
+    return host.gpu_count;
+  }
+  return intFlag(raw, "nproc-per-node", 1, 1 << 16, kExpected);
+}
+
+absl::Status resolveEntrypoint(const RawRunFlags& raw, const EnvMap& env, RunOptions& o) {
+  GW_ASSIGN_OR_RETURN(const bool module, boolFlag(raw, "module"));
+  GW_ASSIGN_OR_RETURN(const bool no_python, boolFlag(raw, "no-python"));
+  GW_ASSIGN_OR_RETURN(const bool run_path, boolFlag(raw, "run-path"));
+  if (module && no_python) {
+    return absl::InvalidArgumentError("-m/--module and --no-python cannot be used together");
+  }
+  if (run_path && (module || no_python)) {
+    return absl::InvalidArgumentError(
+        "--run-path cannot be used together with -m/--module or --no-python");
+  }
+  if (raw.command.empty()) {
+    return absl::InvalidArgumentError(
+        "missing the training script: gangway run [FLAGS] SCRIPT [ARGS...] (see --help)");
+  }
+  if (raw.command[0].size() > 1 && raw.command[0][0] == '-') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown flag '", raw.command[0], "' (see gangway run --help)"));
+  }
+  o.script = raw.command[0];
+  const std::vector<std::string> args(raw.command.begin() + 1, raw.command.end());
+  const auto path_it = env.find("PATH");
+  const std::string path = path_it == env.end() ? "/usr/local/bin:/usr/bin:/bin" : path_it->second;
+
+  if (no_python) {
+    o.entry = Entry::kExecutable;
+    GW_ASSIGN_OR_RETURN(o.program, findExecutable(o.script, path));
+    o.argv = {o.script};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    return absl::OkStatus();
+  }
+  const auto py_it = env.find("PYTHON_EXEC");
+  const std::string python = py_it != env.end() && !py_it->second.empty() ? py_it->second : "python3";
+  auto interpreter = findExecutable(python, path);
+  if (!interpreter.ok()) {
+    return absl::Status(interpreter.status().code(),
+                        absl::StrCat("Python interpreter (PYTHON_EXEC or python3 on PATH): ",
+                                     interpreter.status().message()));
+  }
+  o.program = *interpreter;
+  o.argv = {python, "-u"};
+  if (module) {
+    o.entry = Entry::kPythonModule;
+    o.argv.insert(o.argv.end(), {"-m", o.script});
+  } else {
+    struct stat st {};
+    if (::stat(o.script.c_str(), &st) != 0) {
+      return absl::NotFoundError(absl::StrCat("training script '", o.script, "': no such file"));
+    }
+    if (!S_ISREG(st.st_mode) || ::access(o.script.c_str(), R_OK) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("training script '", o.script, "': not a readable file"));
+    }
+    if (run_path) {
+      o.entry = Entry::kRunPath;
+      o.argv.insert(o.argv.end(), {"-c",
+                                   "import runpy, sys; sys.argv = sys.argv[1:]; "
+                                   "runpy.run_path(sys.argv[0], run_name='__main__')",
+                                   o.script});
+    } else {
+      o.entry = Entry::kPythonScript;
+      o.argv.push_back(o.script);
+    }
+  }
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+HostInfo probeHost(const std::string& proc_root) {
+  HostInfo h;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    h.cpu_count = CPU_COUNT(&set);
+  } else {
+    h.cpu_count = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(proc_root + "/driver/nvidia/gpus", ec)) {
+    (void)e;
+    ++h.gpu_count;
+  }
+  return h;
+}
+
+absl::StatusOr<std::string> findExecutable(const std::string& name, const std::string& path) {
+  auto usable = [](const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+  };
+  // execve runs ELF binaries and "#!" scripts; anything else would fail in every worker.
+  auto runnable = [&name](const std::string& p) -> absl::StatusOr<std::string> {
+    char magic[4] = {};
+    std::size_t n = 0;
+    if (FILE* f = std::fopen(p.c_str(), "rb"); f != nullptr) {
+      n = std::fread(magic, 1, sizeof(magic), f);
+      std::fclose(f);
+    }
+    const bool elf = n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' &&
+                     magic[3] == 'F';
+    const bool shebang = n >= 2 && magic[0] == '#' && magic[1] == '!';
+    if (!elf && !shebang) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "program '", name, "': not an ELF binary and has no '#!' interpreter line"));
+    }
+    return p;
+  };
+  if (name.empty()) return absl::InvalidArgumentError("empty program name");
+  if (name.find('/') != std::string::npos) {
+    struct stat st {};
+    if (::stat(name.c_str(), &st) != 0) {
+      return absl::NotFoundError(absl::StrCat("program '", name, "': no such file"));
+    }
+    if (!usable(name)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("program '", name, "': not an executable file"));
+    }
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(name, ec);
+    return runnable(ec ? name : abs.string());
+  }
+  for (absl::string_view dir : absl::StrSplit(path, ':')) {
+    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+    if (usable(candidate)) return runnable(candidate);
+  }
+  return absl::NotFoundError(absl::StrCat("program '", name, "': not found on PATH"));
+}
+
+void addRunFlags(CLI::App& app) {
+  for (const FlagSpec& f : kFlags) {
+    std::string names;
+    if (f.short_name != nullptr) names = absl::StrCat(f.short_name, ",");
+    absl::StrAppend(&names, "--", f.name);
+    std::string underscored = f.name;
+    std::replace(underscored.begin(), underscored.end(), '-', '_');
+    if (underscored != f.name) absl::StrAppend(&names, ",--", underscored);
+    std::string help = f.help;
+    if (f.pet) absl::StrAppend(&help, " [env ", petName(f.name), "]");
+    if (!f.is_flag && f.default_value[0] != '\0') {
+      absl::StrAppend(&help, " [default: ", f.default_value, "]");
+    }
+    if (f.is_flag) {
+      app.add_flag(names)->description(help);
+    } else {
+      app.add_option(names)->description(help)->type_name("VALUE");
+    }
+  }
+  // Everything from the first positional argument on is the worker's command line.
+  app.prefix_command();
+}
+
+RawRunFlags collectRunFlags(const CLI::App& app, const EnvMap& env) {
+  RawRunFlags raw;
+  for (const FlagSpec& f : kFlags) {
+    const CLI::Option* opt = app.get_option(absl::StrCat("--", f.name));
+    const std::string pet = petName(f.name);
+    if (opt->count() > 0) {
+      raw.values[f.name] = f.is_flag ? "1" : opt->as<std::string>();
+      raw.sources[f.name] = absl::StrCat("--", f.name);
+    } else if (auto it = env.find(pet); f.pet && it != env.end()) {
+      raw.values[f.name] = it->second;
+      raw.sources[f.name] = pet;
+    } else {
+      raw.values[f.name] = f.default_value;
+    }
+  }
+  raw.command = app.remaining();
+  return raw;
+}
+
+absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMap& env,
+                                             const HostInfo& host) {
+  RunOptions o;
+  // --nnodes: N or MIN:MAX.
+  {
+    const std::string& v = raw.values.at("nnodes");
+    constexpr absl::string_view kExpected = "N or MIN:MAX with 1 <= MIN <= MAX";
+    std::vector<std::string> parts = absl::StrSplit(v, ':');
+    if (parts.empty() || parts.size() > 2 || !absl::SimpleAtoi(parts[0], &o.nnodes_min) ||
+        !absl::SimpleAtoi(parts.back(), &o.nnodes_max) || o.nnodes_min < 1 ||
+        o.nnodes_min > o.nnodes_max) {
+      return invalid(raw, "nnodes", kExpected);
+    }
+  }
+  GW_ASSIGN_OR_RETURN(o.standalone, boolFlag(raw, "standalone"));
+  if (o.standalone && o.nnodes_max != 1) {
+    return invalid(raw, "nnodes", "1 with --standalone, which runs a single node");
+  }
+  if (o.nnodes_max != 1) {
+    return invalid(raw, "nnodes",
+                   "1: this version of gangway runs single-node jobs (--standalone or --nnodes 1)");
+  }
+  GW_ASSIGN_OR_RETURN(o.nproc_per_node, resolveNproc(raw, host));
+
+  o.rdzv_backend = raw.values.at("rdzv-backend");
+  if (o.rdzv_backend != "static" && o.rdzv_backend != "c10d" && o.rdzv_backend != "gangway") {
+    return invalid(raw, "rdzv-backend", "static, c10d or gangway");
+  }
+  o.rdzv_endpoint = raw.values.at("rdzv-endpoint");
+  if (const std::string& conf = raw.values.at("rdzv-conf"); !conf.empty()) {
+    for (absl::string_view item : absl::StrSplit(conf, ',')) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+      if (kv.first.empty() || item.find('=') == absl::string_view::npos) {
+        return invalid(raw, "rdzv-conf", "KEY=VALUE[,KEY=VALUE...]");
+      }
+      o.rdzv_conf[kv.first] = kv.second;
+    }
+  }
+  const std::string& id = raw.values.at("rdzv-id");
+  o.run_id = (o.standalone || id.empty() || id == "none") ? randomRunId() : id;
+  if (o.run_id.find('/') != std::string::npos) {
+    return invalid(raw, "rdzv-id", "an id without '/'");
+  }
+
+  GW_ASSIGN_OR_RETURN(o.max_restarts,
+                      intFlag(raw, "max-restarts", 0, 1 << 30, "an integer >= 0"));
+  GW_ASSIGN_OR_RETURN(o.monitor_interval_s, secondsFlag(raw, "monitor-interval", 1e-9));
+  GW_ASSIGN_OR_RETURN(o.grace_period_s, secondsFlag(raw, "grace-period", 0));
+  if (const std::string& m = raw.values.at("start-method");
+      m != "spawn" && m != "fork" && m != "forkserver") {
+    return invalid(raw, "start-method", "spawn, fork or forkserver");
+  }
+  o.role = raw.values.at("role");
+  if (o.role.empty()) return invalid(raw, "role", "a non-empty name");
+
+  GW_ASSIGN_OR_RETURN(o.node_rank, intFlag(raw, "node-rank", 0, o.nnodes_max - 1,
+                                           absl::StrCat("0 <= rank < nnodes (", o.nnodes_max,
+                                                        ")")));
+  if (const std::string& p = raw.values.at("master-port"); !p.empty()) {
+    GW_ASSIGN_OR_RETURN(o.master_port,
+                        intFlag(raw, "master-port", 0, 65535, "a TCP port (0 to 65535)"));
+  }
+  const std::string& local_addr = raw.values.at("local-addr");
+  o.master_addr = !local_addr.empty() ? local_addr : raw.values.at("master-addr");
+  if (o.master_addr.empty()) return invalid(raw, "master-addr", "a host name or address");
+
+  o.log_dir = raw.values.at("log-dir");
+  GW_ASSIGN_OR_RETURN(o.redirects, streamsFlag(raw, "redirects", o.nproc_per_node));
+  GW_ASSIGN_OR_RETURN(o.tee, streamsFlag(raw, "tee", o.nproc_per_node));
+  o.console.assign(o.nproc_per_node, true);
+  if (const std::string& filter = raw.values.at("local-ranks-filter"); !filter.empty()) {
+    o.console.assign(o.nproc_per_node, false);
+    for (absl::string_view item : absl::StrSplit(filter, ',')) {
+      int rank = -1;
+      if (!absl::SimpleAtoi(item, &rank) || rank < 0 || rank >= o.nproc_per_node) {
+        return invalid(raw, "local-ranks-filter",
+                       absl::StrCat("comma-separated local ranks below --nproc-per-node (",
+                                    o.nproc_per_node, ")"));
+      }
+      o.console[rank] = true;
+    }
+  }
+  GW_RETURN_IF_ERROR(resolveEntrypoint(raw, env, o));
+  return o;
+}
+
+absl::StatusOr<RunOptions> parseRunArgs(const std::vector<std::string>& args, const EnvMap& env,
+                                        const HostInfo& host) {
+  CLI::App app{"gangway run", "run"};
+  addRunFlags(app);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 parses a reversed vector
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  return resolveRunOptions(collectRunFlags(app, env), env, host);
+}
+
+}  // namespace gangway::launcher

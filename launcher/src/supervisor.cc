@@ -1,0 +1,518 @@
+#include "gangway/launcher/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <absl/strings/str_cat.h>
+
+#include "gangway/common/log.h"
+#include "gangway/common/status.h"
+#include "gangway/launcher/error_file.h"
+#include "gangway/launcher/line_prefixer.h"
+#include "gangway/launcher/restart_policy.h"
+#include "gangway/launcher/worker_env.h"
+#include "process.h"
+
+namespace gangway::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+
+Logger& log() {
+  static Logger& l = logger("launcher");
+  return l;
+}
+
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+constexpr uint64_t kSignalTag = 0;
+constexpr uint64_t kTimerTag = 1;
+constexpr uint64_t kStreamTagBase = 2;  // + 2 * worker index + (0 stdout | 1 stderr)
+
+int64_t nowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void writeAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader went away; the job goes on
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// One of a worker's output streams as the agent sees it.
+struct Stream {
+  Fd pipe;               // read end when the agent routes this stream to the console
+  Fd file;               // stdout.log / stderr.log when redirected or teed
+  int console_fd = -1;   // agent descriptor receiving prefixed lines, or -1
+  std::optional<LinePrefixer> prefixer;
+};
+
+struct Worker {
+  int local_rank = 0;
+  int rank = 0;
+  pid_t pid = 0;
+  bool running = false;
+  int status = 0;
+  std::string error_file;
+  Stream streams[2];  // stdout, stderr
+};
+
+class SupervisorImpl final : public Supervisor {
+ public:
+  SupervisorImpl(RunOptions options, EnvMap base_env)
+      : options_(std::move(options)), base_env_(std::move(base_env)) {}
+  ~SupervisorImpl() override { cleanup(); }
+
+  absl::Status init();
+  int run() override;
+
+ private:
+  absl::Status startWorkers(int restart);
+  absl::Status openStream(Worker& w, int which, const fs::path& dir, int* child_fd, Fd* child_owned);
+  void monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>& failures);
+  void reapChildren(bool stopping, std::vector<WorkerFailure>& failures);
+  void readStream(Worker& w, int which, bool until_eof_or_empty);
+  void closeStream(Worker& w, int which);
+  void signalWorkers(int sig);
+  void armDeadline(double seconds);
+  void disarmDeadline();
+  void stopAndReap();
+  void cleanup();
+  int liveWorkers() const;
+
+  RunOptions options_;
+  EnvMap base_env_;
+  std::string host_;
+  fs::path log_root_;
+  bool keep_logs_ = false;
+  Fd epoll_;
+  Fd signal_fd_;
+  Fd timer_fd_;
+  std::unique_ptr<Watchdog> watchdog_;
+  std::vector<Worker> workers_;
+  bool cleaned_ = false;
+};
+
+absl::Status SupervisorImpl::init() {
+  ensureStdFdsOpen();
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  for (int sig : kStopSignals) sigaddset(&mask, sig);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return GW_ERRNO("sigprocmask");
+  signal_fd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_.valid()) return GW_ERRNO("signalfd");
+  // Orphaned grandchildren are re-parented to the agent, which reaps and kills them.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return GW_ERRNO("prctl(PR_SET_CHILD_SUBREAPER)");
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) return GW_ERRNO("epoll_create1");
+  timer_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!timer_fd_.valid()) return GW_ERRNO("timerfd_create");
+  for (auto [fd, tag] : {std::pair{signal_fd_.get(), kSignalTag}, {timer_fd_.get(), kTimerTag}}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return GW_ERRNO("epoll_ctl");
+  }
+
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  host_ = host;
+
+  // Log root: <log-dir>/<run id>_XXXXXX, or a temporary directory removed at exit unless it holds
+  // redirected output.
+  for (int i = 0; i < options_.nproc_per_node; ++i) {
+    if (options_.redirects[i] != Streams::kNone || options_.tee[i] != Streams::kNone) {
+      keep_logs_ = true;
+    }
+  }
+  fs::path parent;
+  if (!options_.log_dir.empty()) {
+    keep_logs_ = true;
+    parent = options_.log_dir;
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --log-dir '", options_.log_dir, "': ", ec.message()));
+    }
+  } else {
+    const char* tmp = std::getenv("TMPDIR");
+    parent = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
+  }
+  std::string templ =
+      (parent / absl::StrCat(options_.log_dir.empty() ? "gangway_" : "", options_.run_id, "_XXXXXX"))
+          .string();
+  if (::mkdtemp(templ.data()) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot create a log directory under '", parent.string(), "': ", std::strerror(errno)));
+  }
+  log_root_ = templ;
+  GW_ASSIGN_OR_RETURN(watchdog_, Watchdog::start());
+  return absl::OkStatus();
+}
+
+int SupervisorImpl::liveWorkers() const {
+  int n = 0;
+  for (const auto& w : workers_) n += w.running ? 1 : 0;
+  return n;
+}
+
+absl::Status SupervisorImpl::openStream(Worker& w, int which, const fs::path& dir, int* child_fd,
+                                        Fd* child_owned) {
+  const Streams redirect = options_.redirects[w.local_rank];
+  const Streams tee = options_.tee[w.local_rank];
+  const bool is_out = which == 0;
+  const bool to_file = is_out ? (hasOut(redirect) || hasOut(tee)) : (hasErr(redirect) || hasErr(tee));
+  const bool to_console =
+      !(is_out ? hasOut(redirect) : hasErr(redirect)) && options_.console[w.local_rank];
+  Stream& s = w.streams[which];
+  if (to_file) {
+    const fs::path file = dir / (is_out ? "stdout.log" : "stderr.log");
+    s.file.reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!s.file.valid()) return GW_ERRNO(absl::StrCat("open ", file.string()));
+  }
+  if (to_console) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return GW_ERRNO("pipe2");
+    ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    s.pipe.reset(fds[0]);
+    child_owned->reset(fds[1]);
+    *child_fd = fds[1];
+    s.console_fd = is_out ? 1 : 2;
+    s.prefixer.emplace(absl::StrCat("[rank", w.rank, "]:"));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kStreamTagBase + 2 * static_cast<uint64_t>(&w - workers_.data()) + which;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fds[0], &ev) != 0) return GW_ERRNO("epoll_ctl");
+  } else if (to_file) {
+    *child_fd = s.file.get();  // the worker writes its log file directly
+    s.file.reset();
+    child_owned->reset(*child_fd);
+  } else {
+    child_owned->reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    *child_fd = child_owned->get();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SupervisorImpl::startWorkers(int restart) {
+  RoundInfo round;
+  round.round = restart;
+  round.restart_count = restart;
+  round.master_addr = options_.master_addr;
+  if (options_.master_port != 0) {
+    round.master_port = options_.master_port;
+  } else {
+    GW_ASSIGN_OR_RETURN(round.master_port, pickFreePort(options_.master_addr));
+  }
+  round.group_rank = options_.node_rank;
+  round.group_world_size = options_.nnodes_max;
+  round.world_size = options_.nproc_per_node * options_.nnodes_max;
+  round.rank_offset = options_.node_rank * options_.nproc_per_node;
+
+  const fs::path attempt_dir = log_root_ / absl::StrCat("attempt_", restart);
+  workers_.clear();
+  workers_.resize(options_.nproc_per_node);
+  log().info("starting {} worker{} (run id {}, restart {}/{}, MASTER_ADDR={} MASTER_PORT={})",
+             workers_.size(), workers_.size() == 1 ? "" : "s", options_.run_id, restart,
+             options_.max_restarts, round.master_addr, round.master_port);
+  for (int lr = 0; lr < options_.nproc_per_node; ++lr) {
+    Worker& w = workers_[lr];
+    w.local_rank = lr;
+    w.rank = round.rank_offset + lr;
+    const fs::path dir = attempt_dir / std::to_string(lr);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", dir.string(), ": ", ec.message()));
+    w.error_file = (dir / "error.json").string();
+    SpawnRequest req;
+    req.program = options_.program;
+    req.argv = options_.argv;
+    req.env = toEnvStrings(buildWorkerEnv(options_, round, lr, w.error_file, base_env_));
+    Fd child_out, child_err;
+    GW_RETURN_IF_ERROR(openStream(w, 0, dir, &req.stdout_fd, &child_out));
+    GW_RETURN_IF_ERROR(openStream(w, 1, dir, &req.stderr_fd, &child_err));
+    auto pid = spawnProcess(req, [this](pid_t p) { watchdog_->watch(p); });
+    if (!pid.ok()) {
+      return absl::Status(pid.status().code(),
+                          absl::StrCat("worker rank ", w.rank, ": ", pid.status().message()));
+    }
+    w.pid = *pid;
+    w.running = true;
+  }
+  return absl::OkStatus();
+}
+
+void SupervisorImpl::signalWorkers(int sig) {
+  for (const auto& w : workers_) {
+    if (w.running) ::kill(-w.pid, sig);
+  }
+}
+
+void SupervisorImpl::armDeadline(double seconds) {
+  itimerspec spec{};
+  const double s = std::max(seconds, 1e-6);
+  spec.it_value.tv_sec = static_cast<time_t>(s);
+  spec.it_value.tv_nsec = static_cast<long>((s - std::floor(s)) * 1e9);
+  ::timerfd_settime(timer_fd_.get(), 0, &spec, nullptr);
+}
+
+void SupervisorImpl::disarmDeadline() {
+  itimerspec spec{};
+  ::timerfd_settime(timer_fd_.get(), 0, &spec, nullptr);
+  uint64_t expirations = 0;
+  (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
+}
+
+void SupervisorImpl::readStream(Worker& w, int which, bool drain) {
+  Stream& s = w.streams[which];
+  if (!s.pipe.valid()) return;
+  char buf[64 * 1024];
+  std::string out;
+  for (;;) {
+    const ssize_t n = ::read(s.pipe.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;  // EAGAIN: nothing more for now
+    if (n == 0) {
+      if (!out.empty()) writeAll(s.console_fd, out);
+      out.clear();
+      closeStream(w, which);
+      return;
+    }
+    const std::string_view chunk(buf, static_cast<std::size_t>(n));
+    if (s.file.valid()) writeAll(s.file.get(), chunk);
+    s.prefixer->feed(chunk, out);
+    if (!drain) break;  // level-triggered: epoll reports the rest
+  }
+  if (!out.empty()) writeAll(s.console_fd, out);
+}
+
+void SupervisorImpl::closeStream(Worker& w, int which) {
+  Stream& s = w.streams[which];
+  if (s.pipe.valid()) {
+    std::string out;
+    s.prefixer->finish(out);
+    if (!out.empty()) writeAll(s.console_fd, out);
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.pipe.get(), nullptr);
+    s.pipe.reset();
+  }
+  s.file.reset();
+}
+
+void SupervisorImpl::reapChildren(bool stopping, std::vector<WorkerFailure>& failures) {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    if (pid == watchdog_->pid()) {
+      log().warn("the watchdog process exited ({}); workers are no longer guarded against the "
+                 "agent's death", describeExit(status));
+      continue;
+    }
+    Worker* w = nullptr;
+    for (auto& candidate : workers_) {
+      if (candidate.running && candidate.pid == pid) w = &candidate;
+    }
+    if (w == nullptr) continue;  // an orphaned grandchild, re-parented to the agent
+    w->running = false;
+    w->status = status;
+    ::kill(-pid, SIGKILL);  // whatever the worker left behind in its group goes with it
+    watchdog_->forget(pid);
+    readStream(*w, 0, /*drain=*/true);
+    readStream(*w, 1, /*drain=*/true);
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && !stopping) {
+      WorkerFailure f;
+      f.rank = w->rank;
+      f.local_rank = w->local_rank;
+      f.pid = pid;
+      f.wait_status = status;
+      f.observed_at_ms = nowUnixMs();
+      f.error_file = w->error_file;
+      if (auto report = readErrorReport(w->error_file); report.ok()) {
+        f.report = *std::move(report);
+      } else if (!absl::IsNotFound(report.status())) {
+        log().warn("rank {}: {}", w->rank, std::string(report.status().message()));
+      }
+      failures.push_back(std::move(f));
+    }
+  }
+}
+
+void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>& failures) {
+  bool stopping = false;
+  bool killed = false;
+  epoll_event events[32];
+  while (liveWorkers() > 0) {
+    const int n = ::epoll_wait(epoll_.get(), events, 32, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      log().error("epoll_wait: {}", std::strerror(errno));
+      signalWorkers(SIGKILL);
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kSignalTag) {
+        signalfd_siginfo si{};
+        bool child = false;
+        while (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si)) {
+          const int sig = static_cast<int>(si.ssi_signo);
+          if (sig == SIGCHLD) {
+            child = true;
+          } else if (!outcome.agent_signal.has_value()) {
+            outcome.agent_signal = sig;
+            log().warn("received SIG{}: forwarding it to the workers ({} s grace period)",
+                       sigabbrev_np(sig), options_.grace_period_s);
+            signalWorkers(sig);
+            stopping = true;
+            armDeadline(options_.grace_period_s);
+          } else if (!killed) {
+            log().warn("received SIG{} again: killing the workers", sigabbrev_np(sig));
+            signalWorkers(SIGKILL);
+            killed = true;
+          }
+        }
+        if (child) {
+          const std::size_t before = failures.size();
+          reapChildren(stopping, failures);
+          if (failures.size() > before && !stopping) {
+            const WorkerFailure& f = failures[before];
+            log().warn("worker rank {} (pid {}) failed with {}; stopping the other workers",
+                       f.rank, f.pid, describeExit(f.wait_status));
+            stopping = true;
+            signalWorkers(SIGTERM);
+            armDeadline(options_.grace_period_s);
+          }
+        }
+      } else if (tag == kTimerTag) {
+        uint64_t expirations = 0;
+        (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
+        log().warn("{} worker(s) still running {} s after SIGTERM: sending SIGKILL", liveWorkers(),
+                   options_.grace_period_s);
+        signalWorkers(SIGKILL);
+        killed = true;
+      } else {
+        const uint64_t idx = tag - kStreamTagBase;
+        if (idx / 2 < workers_.size()) readStream(workers_[idx / 2], static_cast<int>(idx % 2), false);
+      }
+    }
+  }
+  disarmDeadline();
+  if (!failures.empty()) outcome.failure_status = failures[rootCauseIndex(failures)].wait_status;
+  outcome.all_succeeded = failures.empty() && !outcome.agent_signal.has_value();
+  for (const auto& w : workers_) {
+    if (!(WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0)) outcome.all_succeeded = false;
+  }
+  // Output still buffered in pipes (a grandchild that left the group may hold one open).
+  for (auto& w : workers_) {
+    for (int which = 0; which < 2; ++which) {
+      readStream(w, which, /*drain=*/true);
+      closeStream(w, which);
+    }
+  }
+}
+
+void SupervisorImpl::stopAndReap() {
+  signalWorkers(SIGKILL);
+  for (auto& w : workers_) {
+    if (!w.running) continue;
+    while (::waitpid(w.pid, &w.status, 0) < 0 && errno == EINTR) {
+    }
+    w.running = false;
+    watchdog_->forget(w.pid);
+  }
+  for (auto& w : workers_) {
+    closeStream(w, 0);
+    closeStream(w, 1);
+  }
+}
+
+void SupervisorImpl::cleanup() {
+  if (cleaned_) return;
+  cleaned_ = true;
+  if (!workers_.empty()) stopAndReap();
+  // Descendants that escaped their process group and were re-parented here.
+  const pid_t watchdog_pid = watchdog_ != nullptr ? watchdog_->pid() : -1;
+  for (int pass = 0; pass < 8; ++pass) {
+    std::vector<pid_t> children = listChildren();
+    std::erase(children, watchdog_pid);
+    if (children.empty()) break;
+    for (pid_t pid : children) ::kill(pid, SIGKILL);
+    for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
+  }
+  watchdog_.reset();
+  if (!keep_logs_ && !log_root_.empty()) {
+    std::error_code ec;
+    fs::remove_all(log_root_, ec);
+  }
+}
+
+int SupervisorImpl::run() {
+  if (keep_logs_) log().info("worker logs and error files: {}", log_root_.string());
+  for (int restart = 0;; ++restart) {
+    if (absl::Status st = startWorkers(restart); !st.ok()) {
+      std::fprintf(stderr, "gangway run: error: %s\n", std::string(st.message()).c_str());
+      cleanup();
+      return 2;
+    }
+    AttemptOutcome outcome;
+    std::vector<WorkerFailure> failures;
+    monitor(outcome, failures);
+    const Decision decision = decide(outcome, restart, options_.max_restarts);
+    switch (decision) {
+      case Decision::kSucceed:
+        cleanup();
+        return 0;
+      case Decision::kRestart: {
+        const WorkerFailure& f = failures[rootCauseIndex(failures)];
+        log().warn("restarting all workers after rank {} failed with {} (restart {} of {})", f.rank,
+                   describeExit(f.wait_status), restart + 1, options_.max_restarts);
+        continue;
+      }
+      case Decision::kFail: {
+        if (!failures.empty()) {
+          writeAll(2, formatFailureSummary(options_.script, host_, failures));
+        }
+        cleanup();
+        return jobExitCode(decision, outcome);
+      }
+      case Decision::kStopBySignal:
+        log().warn("workers stopped after SIG{}", sigabbrev_np(*outcome.agent_signal));
+        cleanup();
+        return jobExitCode(decision, outcome);
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(RunOptions options, EnvMap base_env) {
+  auto s = std::make_unique<SupervisorImpl>(std::move(options), std::move(base_env));
+  GW_RETURN_IF_ERROR(s->init());
+  return s;
+}
+
+}  // namespace gangway::launcher
