@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
 
   const bool is_run = argc > 1 && std::string(argv[1]) == "run";
   const char* who = is_run ? "gangway run" : "gangway";
+  if (argc > 1 && argv[1][0] != '-' && !is_run) {
+    std::fprintf(stderr, "gangway: error: unknown command '%s' (commands: run; see gangway --help)\n",
+                 argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -160,7 +160,7 @@ absl::StatusOr<int> resolveNproc(const RawRunFlags& raw, const HostInfo& host) {
   if (v == "cpu") return std::max(1, host.cpu_count);
   if (v == "auto") return host.gpu_count > 0 ? host.gpu_count : std::max(1, host.cpu_count);
   if (v == "gpu") {
-    if (host.gpu_count <= 0) return invalid(raw, "nproc-per-node", "GPUs on this machine (none found)");
+    if (host.gpu_count <= 0) return invalid(raw, "nproc-per-node", "a machine with GPUs (none found)");
     return host.gpu_count;
   }
   return intFlag(raw, "nproc-per-node", 1, 1 << 16, kExpected);

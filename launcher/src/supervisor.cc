@@ -208,8 +208,7 @@ absl::Status SupervisorImpl::openStream(Worker& w, int which, const fs::path& di
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fds[0], &ev) != 0) return GW_ERRNO("epoll_ctl");
   } else if (to_file) {
     *child_fd = s.file.get();  // the worker writes its log file directly
-    s.file.reset();
-    child_owned->reset(*child_fd);
+    *child_owned = std::move(s.file);
   } else {
     child_owned->reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     *child_fd = child_owned->get();
