@@ -72,31 +72,34 @@ std::size_t rootCauseIndex(const std::vector<WorkerFailure>& failures) {
 namespace {
 
 std::string formatTime(int64_t unix_ms) {
-  return absl::FormatTime("%Y-%m-%d_%H:%M:%S", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
+  return absl::FormatTime("%Y-%m-%d_%H:%M:%S", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
 }
 
 void appendFailure(std::string& out, std::size_t index, absl::string_view host,
                    const WorkerFailure& f) {
-  const int64_t when_ms = f.report && f.report->timestamp_s ? *f.report->timestamp_s * 1000
-                                                             : f.observed_at_ms;
+  const int64_t when_ms =
+      f.report && f.report->timestamp_s ? *f.report->timestamp_s * 1000 : f.observed_at_ms;
   absl::StrAppend(&out, "[", index, "]:\n");
   absl::StrAppend(&out, "  time      : ", formatTime(when_ms), "\n");
   absl::StrAppend(&out, "  host      : ", host, "\n");
   absl::StrAppend(&out, "  rank      : ", f.rank, " (local_rank: ", f.local_rank, ")\n");
-  absl::StrAppend(&out, "  exitcode  : ", exitCodeOf(f.wait_status), " (", describeExit(f.wait_status),
-                  ", pid: ", f.pid, ")\n");
+  absl::StrAppend(&out, "  exitcode  : ", exitCodeOf(f.wait_status), " (",
+                  describeExit(f.wait_status), ", pid: ", f.pid, ")\n");
   if (f.report) {
     absl::StrAppend(&out, "  error_file: ", f.error_file, "\n");
     const std::string& text = f.report->traceback.empty() ? f.report->message : f.report->traceback;
-    if (!f.report->message.empty()) absl::StrAppend(&out, "  message   : ", f.report->message, "\n");
+    if (!f.report->message.empty())
+      absl::StrAppend(&out, "  message   : ", f.report->message, "\n");
     if (!f.report->traceback.empty()) {
-      absl::StrAppend(&out, "  traceback : ",
-                      absl::StrReplaceAll(text, {{"\n", "\n              "}}), "\n");
+      absl::StrAppend(
+          &out, "  traceback : ", absl::StrReplaceAll(text, {{"\n", "\n              "}}), "\n");
     }
   } else {
     absl::StrAppend(&out, "  error_file: <N/A>\n");
-    absl::StrAppend(&out, "  traceback : To see the worker's traceback, decorate its entry point "
-                          "with torch.distributed.elastic.multiprocessing.errors.record\n");
+    absl::StrAppend(&out,
+                    "  traceback : To see the worker's traceback, decorate its entry point "
+                    "with torch.distributed.elastic.multiprocessing.errors.record\n");
   }
 }
 

@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   const bool is_run = argc > 1 && std::string(argv[1]) == "run";
   const char* who = is_run ? "gangway run" : "gangway";
   if (argc > 1 && argv[1][0] != '-' && !is_run) {
-    std::fprintf(stderr, "gangway: error: unknown command '%s' (commands: run; see gangway --help)\n",
+    std::fprintf(stderr,
+                 "gangway: error: unknown command '%s' (commands: run; see gangway --help)\n",
                  argv[1]);
     return 2;
   }
@@ -57,7 +58,8 @@ int main(int argc, char** argv) {
     auto options = gangway::launcher::resolveRunOptions(
         gangway::launcher::collectRunFlags(*run, env), env, gangway::launcher::probeHost());
     if (!options.ok()) {
-      std::fprintf(stderr, "gangway run: error: %s\n", std::string(options.status().message()).c_str());
+      std::fprintf(stderr, "gangway run: error: %s\n",
+                   std::string(options.status().message()).c_str());
       return 2;
     }
     auto supervisor = gangway::launcher::Supervisor::create(*std::move(options), env);

@@ -1,24 +1,25 @@
 #include "process.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/status.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -2,13 +2,13 @@
 // that kills worker groups if the agent dies, free ports, and unix file descriptor ownership.
 #pragma once
 
-#include <sys/types.h>
-
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <absl/status/statusor.h>
 

@@ -1,8 +1,8 @@
 #include "gangway/launcher/restart_policy.h"
 
-#include <sys/wait.h>
-
 #include <cstring>
+
+#include <sys/wait.h>
 
 #include <absl/strings/str_cat.h>
 

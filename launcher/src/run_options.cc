@@ -1,14 +1,12 @@
 #include "gangway/launcher/run_options.h"
 
-#include <sched.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <random>
+
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <absl/strings/ascii.h>
@@ -18,6 +16,9 @@
 #include <absl/strings/str_split.h>
 
 #include "gangway/common/status.h"
+
+#include <sched.h>
+#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {
@@ -38,7 +39,8 @@ constexpr FlagSpec kFlags[] = {
     {"nproc-per-node", nullptr, false, "1", true,
      "Workers per node: an integer, 'gpu' (one per GPU), 'cpu' (one per CPU) or 'auto' (GPUs if "
      "any, else CPUs)."},
-    {"rdzv-backend", nullptr, false, "static", true, "Rendezvous backend: static, c10d or gangway."},
+    {"rdzv-backend", nullptr, false, "static", true,
+     "Rendezvous backend: static, c10d or gangway."},
     {"rdzv-endpoint", nullptr, false, "", true, "Rendezvous endpoint, HOST[:PORT]."},
     {"rdzv-id", nullptr, false, "none", true,
      "Job id shared by all nodes (TORCHELASTIC_RUN_ID, GANGWAY_JOB_ID); random when not given."},
@@ -86,9 +88,9 @@ std::string petName(absl::string_view name) {
 absl::Status invalid(const RawRunFlags& raw, const std::string& name, absl::string_view expected) {
   const auto src = raw.sources.find(name);
   const std::string& value = raw.values.at(name);
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "invalid %s '%s': expected %s", src == raw.sources.end() ? "--" + name : src->second,
-      value, expected));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("invalid %s '%s': expected %s",
+                      src == raw.sources.end() ? "--" + name : src->second, value, expected));
 }
 
 absl::StatusOr<int> intFlag(const RawRunFlags& raw, const std::string& name, int min, int max,
@@ -103,7 +105,8 @@ absl::StatusOr<int> intFlag(const RawRunFlags& raw, const std::string& name, int
 absl::StatusOr<double> secondsFlag(const RawRunFlags& raw, const std::string& name, double min) {
   double v = 0;
   if (!absl::SimpleAtod(raw.values.at(name), &v) || !(v >= min) || v > 1e7) {
-    return invalid(raw, name, min > 0 ? "a positive number of seconds" : "a number of seconds >= 0");
+    return invalid(raw, name,
+                   min > 0 ? "a positive number of seconds" : "a number of seconds >= 0");
   }
   return v;
 }
@@ -133,7 +136,8 @@ absl::StatusOr<std::vector<Streams>> streamsFlag(const RawRunFlags& raw, const s
     return result;
   }
   for (absl::string_view item : absl::StrSplit(text, ',')) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits(':', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(item, absl::MaxSplits(':', 1));
     int rank = 0;
     if (!absl::SimpleAtoi(kv.first, &rank) || !one(kv.second, &s)) {
       return invalid(raw, name, kExpected);
@@ -160,7 +164,8 @@ absl::StatusOr<int> resolveNproc(const RawRunFlags& raw, const HostInfo& host) {
   if (v == "cpu") return std::max(1, host.cpu_count);
   if (v == "auto") return host.gpu_count > 0 ? host.gpu_count : std::max(1, host.cpu_count);
   if (v == "gpu") {
-    if (host.gpu_count <= 0) return invalid(raw, "nproc-per-node", "a machine with GPUs (none found)");
+    if (host.gpu_count <= 0)
+      return invalid(raw, "nproc-per-node", "a machine with GPUs (none found)");
     return host.gpu_count;
   }
   return intFlag(raw, "nproc-per-node", 1, 1 << 16, kExpected);
@@ -198,7 +203,8 @@ absl::Status resolveEntrypoint(const RawRunFlags& raw, const EnvMap& env, RunOpt
     return absl::OkStatus();
   }
   const auto py_it = env.find("PYTHON_EXEC");
-  const std::string python = py_it != env.end() && !py_it->second.empty() ? py_it->second : "python3";
+  const std::string python =
+      py_it != env.end() && !py_it->second.empty() ? py_it->second : "python3";
   auto interpreter = findExecutable(python, path);
   if (!interpreter.ok()) {
     return absl::Status(interpreter.status().code(),
@@ -266,12 +272,12 @@ absl::StatusOr<std::string> findExecutable(const std::string& name, const std::s
       n = std::fread(magic, 1, sizeof(magic), f);
       std::fclose(f);
     }
-    const bool elf = n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' &&
-                     magic[3] == 'F';
+    const bool elf =
+        n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
     const bool shebang = n >= 2 && magic[0] == '#' && magic[1] == '!';
     if (!elf && !shebang) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "program '", name, "': not an ELF binary and has no '#!' interpreter line"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("program '", name, "': not an ELF binary and has no '#!' interpreter line"));
     }
     return p;
   };
@@ -382,8 +388,7 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
     return invalid(raw, "rdzv-id", "an id without '/'");
   }
 
-  GW_ASSIGN_OR_RETURN(o.max_restarts,
-                      intFlag(raw, "max-restarts", 0, 1 << 30, "an integer >= 0"));
+  GW_ASSIGN_OR_RETURN(o.max_restarts, intFlag(raw, "max-restarts", 0, 1 << 30, "an integer >= 0"));
   GW_ASSIGN_OR_RETURN(o.monitor_interval_s, secondsFlag(raw, "monitor-interval", 1e-9));
   GW_ASSIGN_OR_RETURN(o.grace_period_s, secondsFlag(raw, "grace-period", 0));
   if (const std::string& m = raw.values.at("start-method");
@@ -393,9 +398,9 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
   o.role = raw.values.at("role");
   if (o.role.empty()) return invalid(raw, "role", "a non-empty name");
 
-  GW_ASSIGN_OR_RETURN(o.node_rank, intFlag(raw, "node-rank", 0, o.nnodes_max - 1,
-                                           absl::StrCat("0 <= rank < nnodes (", o.nnodes_max,
-                                                        ")")));
+  GW_ASSIGN_OR_RETURN(o.node_rank,
+                      intFlag(raw, "node-rank", 0, o.nnodes_max - 1,
+                              absl::StrCat("0 <= rank < nnodes (", o.nnodes_max, ")")));
   if (const std::string& p = raw.values.at("master-port"); !p.empty()) {
     GW_ASSIGN_OR_RETURN(o.master_port,
                         intFlag(raw, "master-port", 0, 65535, "a TCP port (0 to 65535)"));

@@ -1,15 +1,5 @@
 #include "gangway/launcher/supervisor.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <sys/timerfd.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -19,6 +9,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/log.h"
@@ -27,7 +24,11 @@
 #include "gangway/launcher/line_prefixer.h"
 #include "gangway/launcher/restart_policy.h"
 #include "gangway/launcher/worker_env.h"
+
 #include "process.h"
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {
@@ -61,9 +62,9 @@ void writeAll(int fd, std::string_view data) {
 
 // One of a worker's output streams as the agent sees it.
 struct Stream {
-  Fd pipe;               // read end when the agent routes this stream to the console
-  Fd file;               // stdout.log / stderr.log when redirected or teed
-  int console_fd = -1;   // agent descriptor receiving prefixed lines, or -1
+  Fd pipe;              // read end when the agent routes this stream to the console
+  Fd file;              // stdout.log / stderr.log when redirected or teed
+  int console_fd = -1;  // agent descriptor receiving prefixed lines, or -1
   std::optional<LinePrefixer> prefixer;
 };
 
@@ -88,7 +89,8 @@ class SupervisorImpl final : public Supervisor {
 
  private:
   absl::Status startWorkers(int restart);
-  absl::Status openStream(Worker& w, int which, const fs::path& dir, int* child_fd, Fd* child_owned);
+  absl::Status openStream(Worker& w, int which, const fs::path& dir, int* child_fd,
+                          Fd* child_owned);
   void monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>& failures);
   void reapChildren(bool stopping, std::vector<WorkerFailure>& failures);
   void readStream(Worker& w, int which, bool until_eof_or_empty);
@@ -161,12 +163,12 @@ absl::Status SupervisorImpl::init() {
     const char* tmp = std::getenv("TMPDIR");
     parent = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
   }
-  std::string templ =
-      (parent / absl::StrCat(options_.log_dir.empty() ? "gangway_" : "", options_.run_id, "_XXXXXX"))
-          .string();
+  std::string templ = (parent / absl::StrCat(options_.log_dir.empty() ? "gangway_" : "",
+                                             options_.run_id, "_XXXXXX"))
+                          .string();
   if (::mkdtemp(templ.data()) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot create a log directory under '", parent.string(), "': ", std::strerror(errno)));
+    return absl::InvalidArgumentError(absl::StrCat("cannot create a log directory under '",
+                                                   parent.string(), "': ", std::strerror(errno)));
   }
   log_root_ = templ;
   GW_ASSIGN_OR_RETURN(watchdog_, Watchdog::start());
@@ -184,7 +186,8 @@ absl::Status SupervisorImpl::openStream(Worker& w, int which, const fs::path& di
   const Streams redirect = options_.redirects[w.local_rank];
   const Streams tee = options_.tee[w.local_rank];
   const bool is_out = which == 0;
-  const bool to_file = is_out ? (hasOut(redirect) || hasOut(tee)) : (hasErr(redirect) || hasErr(tee));
+  const bool to_file =
+      is_out ? (hasOut(redirect) || hasOut(tee)) : (hasErr(redirect) || hasErr(tee));
   const bool to_console =
       !(is_out ? hasOut(redirect) : hasErr(redirect)) && options_.console[w.local_rank];
   Stream& s = w.streams[which];
@@ -326,8 +329,10 @@ void SupervisorImpl::reapChildren(bool stopping, std::vector<WorkerFailure>& fai
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;
     if (pid == watchdog_->pid()) {
-      log().warn("the watchdog process exited ({}); workers are no longer guarded against the "
-                 "agent's death", describeExit(status));
+      log().warn(
+          "the watchdog process exited ({}); workers are no longer guarded against the "
+          "agent's death",
+          describeExit(status));
       continue;
     }
     Worker* w = nullptr;
@@ -399,8 +404,8 @@ void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>
           reapChildren(stopping, failures);
           if (failures.size() > before && !stopping) {
             const WorkerFailure& f = failures[before];
-            log().warn("worker rank {} (pid {}) failed with {}; stopping the other workers",
-                       f.rank, f.pid, describeExit(f.wait_status));
+            log().warn("worker rank {} (pid {}) failed with {}; stopping the other workers", f.rank,
+                       f.pid, describeExit(f.wait_status));
             stopping = true;
             signalWorkers(SIGTERM);
             armDeadline(options_.grace_period_s);
@@ -415,7 +420,8 @@ void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>
         killed = true;
       } else {
         const uint64_t idx = tag - kStreamTagBase;
-        if (idx / 2 < workers_.size()) readStream(workers_[idx / 2], static_cast<int>(idx % 2), false);
+        if (idx / 2 < workers_.size())
+          readStream(workers_[idx / 2], static_cast<int>(idx % 2), false);
       }
     }
   }
@@ -508,7 +514,8 @@ int SupervisorImpl::run() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(RunOptions options, EnvMap base_env) {
+absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(RunOptions options,
+                                                               EnvMap base_env) {
   auto s = std::make_unique<SupervisorImpl>(std::move(options), std::move(base_env));
   GW_RETURN_IF_ERROR(s->init());
   return s;

@@ -31,7 +31,8 @@ absl::Status checkEven(int v) {
 TEST(StatusTest, ErrnoStatusNamesOperationReasonAndPlace) {
   const absl::Status s = failsWithErrno(ENOENT);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(s.message().find("open /nonexistent: No such file or directory"), absl::string_view::npos);
+  EXPECT_NE(s.message().find("open /nonexistent: No such file or directory"),
+            absl::string_view::npos);
   EXPECT_NE(s.message().find("status_test.cc:"), absl::string_view::npos);
   EXPECT_EQ(failsWithErrno(EACCES).code(), absl::StatusCode::kPermissionDenied);
 }

@@ -2,14 +2,14 @@
 // integration tests. All waits have deadlines and wait on events (pipes, pidfds), never sleeps.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace gangway::testing {
 

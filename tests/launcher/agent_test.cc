@@ -1,6 +1,4 @@
 // Integration tests: the real `gangway run` binary supervising shell workers.
-#include <signal.h>
-
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -9,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
+#include <signal.h>
 
 namespace gangway::testing {
 namespace {
@@ -70,10 +69,12 @@ TEST(AgentTest, EveryContractVariableReachesEveryWorker) {
 }
 
 TEST(AgentTest, StackedJobsGetDifferentMasterPortsAndRunIds) {
-  auto a = AgentProcess::start(shellJob({"--standalone", "--nproc-per-node", "1"},
-                                        "echo port=$MASTER_PORT id=$TORCHELASTIC_RUN_ID; exec sleep 300"));
-  auto b = AgentProcess::start(shellJob({"--standalone", "--nproc-per-node", "1"},
-                                        "echo port=$MASTER_PORT id=$TORCHELASTIC_RUN_ID; exec sleep 300"));
+  auto a = AgentProcess::start(
+      shellJob({"--standalone", "--nproc-per-node", "1"},
+               "echo port=$MASTER_PORT id=$TORCHELASTIC_RUN_ID; exec sleep 300"));
+  auto b = AgentProcess::start(
+      shellJob({"--standalone", "--nproc-per-node", "1"},
+               "echo port=$MASTER_PORT id=$TORCHELASTIC_RUN_ID; exec sleep 300"));
   auto has_line = [](const std::string& out) { return out.find('\n') != std::string::npos; };
   ASSERT_TRUE(a->waitForStdout(has_line));
   ASSERT_TRUE(b->waitForStdout(has_line));
@@ -93,19 +94,20 @@ TEST(AgentTest, UserOmpSettingIsKept) {
 }
 
 TEST(AgentTest, PetVariablesConfigureTheJob) {
-  const AgentResult r = runAgent(shellJob({}, "echo world=$WORLD_SIZE restarts=$TORCHELASTIC_MAX_RESTARTS"),
-                                 {{"PET_NPROC_PER_NODE", "3"}, {"PET_MAX_RESTARTS", "4"}});
+  const AgentResult r =
+      runAgent(shellJob({}, "echo world=$WORLD_SIZE restarts=$TORCHELASTIC_MAX_RESTARTS"),
+               {{"PET_NPROC_PER_NODE", "3"}, {"PET_MAX_RESTARTS", "4"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(rankLines(r.out, 2), std::vector<std::string>{"world=3 restarts=4"});
 }
 
 TEST(AgentTest, FailedWorkerIsRestartedAndTheJobSucceeds) {
   TempDir tmp;
-  const AgentResult r = runAgent(shellJob(
-      {"--nproc-per-node", "2", "--max-restarts", "2"},
-      "echo attempt=$TORCHELASTIC_RESTART_COUNT round=$GANGWAY_ROUND port=$MASTER_PORT; "
-      "if [ $RANK = 1 ] && [ $TORCHELASTIC_RESTART_COUNT = 0 ]; then exit 3; fi; "
-      "if [ $TORCHELASTIC_RESTART_COUNT = 0 ]; then exec sleep 300; fi"));
+  const AgentResult r = runAgent(
+      shellJob({"--nproc-per-node", "2", "--max-restarts", "2"},
+               "echo attempt=$TORCHELASTIC_RESTART_COUNT round=$GANGWAY_ROUND port=$MASTER_PORT; "
+               "if [ $RANK = 1 ] && [ $TORCHELASTIC_RESTART_COUNT = 0 ]; then exit 3; fi; "
+               "if [ $TORCHELASTIC_RESTART_COUNT = 0 ]; then exec sleep 300; fi"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto lines = rankLines(r.out, 1);
   ASSERT_EQ(lines.size(), 2u) << r.out;
@@ -116,9 +118,8 @@ TEST(AgentTest, FailedWorkerIsRestartedAndTheJobSucceeds) {
 }
 
 TEST(AgentTest, NoRestartsLeftExitsWithTheWorkersCode) {
-  const AgentResult r = runAgent(shellJob(
-      {"--nproc-per-node", "2", "--max-restarts", "0"},
-      "if [ $RANK = 1 ]; then exit 7; fi; exec sleep 300"));
+  const AgentResult r = runAgent(shellJob({"--nproc-per-node", "2", "--max-restarts", "0"},
+                                          "if [ $RANK = 1 ]; then exit 7; fi; exec sleep 300"));
   EXPECT_EQ(r.exit_code, 7) << r.err;
   EXPECT_NE(r.err.find("Root Cause"), std::string::npos);
   EXPECT_NE(r.err.find("rank      : 1 (local_rank: 1)"), std::string::npos) << r.err;
@@ -128,8 +129,7 @@ TEST(AgentTest, RestartsAreBoundedByMaxRestarts) {
   const AgentResult r = runAgent(shellJob({"--nproc-per-node", "1", "--max-restarts", "2"},
                                           "echo attempt=$TORCHELASTIC_RESTART_COUNT; exit 5"));
   EXPECT_EQ(r.exit_code, 5);
-  EXPECT_EQ(rankLines(r.out, 0),
-            (std::vector<std::string>{"attempt=0", "attempt=1", "attempt=2"}));
+  EXPECT_EQ(rankLines(r.out, 0), (std::vector<std::string>{"attempt=0", "attempt=1", "attempt=2"}));
 }
 
 TEST(AgentTest, WorkerKilledBySignalGives128PlusSignal) {
@@ -160,10 +160,10 @@ TEST(AgentTest, SigtermIsForwardedAndTheGracePeriodHonoured) {
 
 TEST(AgentTest, OtherStopSignalsAreForwardedAsThemselves) {
   for (int sig : {SIGINT, SIGHUP, SIGQUIT}) {
-    auto agent = AgentProcess::start(shellJob(
-        {"--nproc-per-node", "2"},
-        "for s in INT HUP QUIT; do trap \"echo got-$s; exit 0\" $s; done; echo ready; "
-        "sleep 300 & wait"));
+    auto agent = AgentProcess::start(
+        shellJob({"--nproc-per-node", "2"},
+                 "for s in INT HUP QUIT; do trap \"echo got-$s; exit 0\" $s; done; echo ready; "
+                 "sleep 300 & wait"));
     ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
       return rankLines(out, 0).size() + rankLines(out, 1).size() == 2;
     }));
@@ -192,16 +192,17 @@ TEST(AgentTest, WorkersIgnoringSigtermAreKilledAfterTheGracePeriod) {
 // kill -9 of the agent: workers die through PR_SET_PDEATHSIG, their process groups (with the
 // grandchildren) through the watchdog.
 TEST(AgentTest, KillingTheAgentLeavesNoProcessBehind) {
-  auto agent = AgentProcess::start(shellJob(
-      {"--nproc-per-node", "3"},
-      "sleep 300 & echo pid=$!; bash -c 'sleep 300 & echo pid=$!; wait' & echo pid=$!; "
-      "echo pid=$$; wait"));
+  auto agent = AgentProcess::start(
+      shellJob({"--nproc-per-node", "3"},
+               "sleep 300 & echo pid=$!; bash -c 'sleep 300 & echo pid=$!; wait' & echo pid=$!; "
+               "echo pid=$$; wait"));
   ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
     return rankLines(out, 0).size() + rankLines(out, 1).size() + rankLines(out, 2).size() == 12;
   })) << agent->out();
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 3; ++rank) {
-    for (const auto& line : rankLines(agent->out(), rank)) pids.push_back(std::stoi(line.substr(4)));
+    for (const auto& line : rankLines(agent->out(), rank))
+      pids.push_back(std::stoi(line.substr(4)));
   }
   ASSERT_EQ(pids.size(), 12u);
   EXPECT_TRUE(waitForExit(pids, 0ms).size() == pids.size()) << "all should be running";
@@ -212,8 +213,8 @@ TEST(AgentTest, KillingTheAgentLeavesNoProcessBehind) {
 }
 
 TEST(AgentTest, DescendantsThatLeaveTheirGroupAreReapedAtTheEnd) {
-  auto agent = AgentProcess::start(shellJob(
-      {"--nproc-per-node", "2"}, "setsid sleep 300 & echo pid=$!; exit 0"));
+  auto agent = AgentProcess::start(
+      shellJob({"--nproc-per-node", "2"}, "setsid sleep 300 & echo pid=$!; exit 0"));
   const AgentResult r = agent->wait();
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<pid_t> pids;
@@ -229,14 +230,16 @@ TEST(AgentTest, DescendantsThatLeaveTheirGroupAreReapedAtTheEnd) {
 // one whole line of one worker.
 TEST(AgentTest, PrefixedOutputIsNeverInterleavedMidLine) {
   constexpr int kLines = 3000;
-  const AgentResult r = runAgent(shellJob(
-      {"--nproc-per-node", "4"},
-      "body=$(printf \"r${RANK}-%.0s\" $(seq 200)); "
-      "for i in $(seq " + std::to_string(kLines) + "); do "
-      "  if [ $((i % 3)) = 0 ]; then printf '%s' \"$body\"; printf ' %s\\n' $i; "
-      "  else echo \"$body $i\"; fi; "
-      "  echo \"$body $i\" >&2; "
-      "done"));
+  const AgentResult r = runAgent(
+      shellJob({"--nproc-per-node", "4"},
+               "body=$(printf \"r${RANK}-%.0s\" $(seq 200)); "
+               "for i in $(seq " +
+                   std::to_string(kLines) +
+                   "); do "
+                   "  if [ $((i % 3)) = 0 ]; then printf '%s' \"$body\"; printf ' %s\\n' $i; "
+                   "  else echo \"$body $i\"; fi; "
+                   "  echo \"$body $i\" >&2; "
+                   "done"));
   ASSERT_EQ(r.exit_code, 0) << r.err.substr(0, 2000);
   for (const std::string* stream : {&r.out, &r.err}) {
     std::map<int, int> next;  // rank -> next expected line number
@@ -311,10 +314,10 @@ TEST(AgentTest, BadInputGetsOneLineAndStartsNothing) {
 
 TEST(AgentTest, LogDirRedirectsTeeAndFilter) {
   TempDir tmp;
-  const AgentResult r = runAgent(shellJob(
-      {"--nproc-per-node", "2", "--log-dir", tmp.path(), "--redirects", "1", "--tee", "2",
-       "--local-ranks-filter", "1"},
-      "echo out-$RANK; echo err-$RANK >&2"));
+  const AgentResult r =
+      runAgent(shellJob({"--nproc-per-node", "2", "--log-dir", tmp.path(), "--redirects", "1",
+                         "--tee", "2", "--local-ranks-filter", "1"},
+                        "echo out-$RANK; echo err-$RANK >&2"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // stdout redirected: files only. stderr teed: files and console, rank 1 only on the console.
   EXPECT_EQ(r.out, "");
@@ -332,9 +335,9 @@ TEST(AgentTest, LogDirRedirectsTeeAndFilter) {
 
 TEST(AgentTest, LogFilesArePerAttempt) {
   TempDir tmp;
-  const AgentResult r = runAgent(shellJob(
-      {"--nproc-per-node", "1", "--max-restarts", "1", "--log-dir", tmp.path(), "-r", "3"},
-      "echo attempt $TORCHELASTIC_RESTART_COUNT; [ $TORCHELASTIC_RESTART_COUNT = 1 ]"));
+  const AgentResult r = runAgent(
+      shellJob({"--nproc-per-node", "1", "--max-restarts", "1", "--log-dir", tmp.path(), "-r", "3"},
+               "echo attempt $TORCHELASTIC_RESTART_COUNT; [ $TORCHELASTIC_RESTART_COUNT = 1 ]"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<std::filesystem::path> roots;
   for (const auto& e : std::filesystem::directory_iterator(tmp.path())) roots.push_back(e.path());

@@ -1,11 +1,11 @@
 #include "gangway/launcher/error_file.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

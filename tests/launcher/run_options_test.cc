@@ -1,12 +1,13 @@
 #include "gangway/launcher/run_options.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {
@@ -114,7 +115,8 @@ TEST_F(RunOptionsTest, BadValuesNameTheInputAndWhatWasExpected) {
             "invalid --max-restarts '-1': expected an integer >= 0");
   EXPECT_EQ(error({"--bogus", "1", script_}), "unknown flag '--bogus' (see gangway run --help)");
   EXPECT_NE(error({}).find("missing the training script"), std::string::npos);
-  EXPECT_NE(error({"--redirects", "5", script_}).find("invalid --redirects '5'"), std::string::npos);
+  EXPECT_NE(error({"--redirects", "5", script_}).find("invalid --redirects '5'"),
+            std::string::npos);
   EXPECT_NE(error({"--nproc-per-node", "2", "--tee", "2:1", script_}).find("local ranks below"),
             std::string::npos);
   EXPECT_NE(error({"--local-ranks-filter", "0,x", script_}).find("--local-ranks-filter"),

@@ -1,9 +1,8 @@
 // Real PyTorch (Debian's python3-torch, gloo backend) under `gangway run`.
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
+#include <unistd.h>
 
 namespace gangway::testing {
 namespace {
@@ -16,7 +15,8 @@ class TorchTest : public ::testing::Test {
     const AgentResult probe =
         runAgent({"run", "--no-python", "/usr/bin/python3", "-c", "import torch.distributed"});
     ASSERT_EQ(probe.exit_code, 0)
-        << "Debian's python3-torch is required (scripts/deps.sh installs it):\n" << probe.err;
+        << "Debian's python3-torch is required (scripts/deps.sh installs it):\n"
+        << probe.err;
   }
   std::string worker(const std::string& name) { return workersDir() + "/" + name; }
 };
@@ -32,8 +32,8 @@ TEST_F(TorchTest, FourWorkersAllReduceWithGloo) {
 }
 
 TEST_F(TorchTest, CrashOnFirstAttemptSucceedsWithOneRestart) {
-  const AgentResult r = runAgent({"run", "--standalone", "--nproc-per-node", "2",
-                                  "--max-restarts", "1", worker("crash_once.py")},
+  const AgentResult r = runAgent({"run", "--standalone", "--nproc-per-node", "2", "--max-restarts",
+                                  "1", worker("crash_once.py")},
                                  kTorchEnv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("simulated crash on the first attempt"), std::string::npos);
@@ -43,10 +43,9 @@ TEST_F(TorchTest, CrashOnFirstAttemptSucceedsWithOneRestart) {
 }
 
 TEST_F(TorchTest, RecordedErrorReachesTheSummary) {
-  const AgentResult r = runAgent(
-      {"run", "--standalone", "--nproc-per-node", "2", "--grace-period", "5",
-       worker("record_error.py")},
-      kTorchEnv);
+  const AgentResult r = runAgent({"run", "--standalone", "--nproc-per-node", "2", "--grace-period",
+                                  "5", worker("record_error.py")},
+                                 kTorchEnv);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const auto root = r.err.find("Root Cause");
   ASSERT_NE(root, std::string::npos) << r.err;

@@ -6,11 +6,11 @@
 #pragma once
 
 #include <cerrno>
-#include <absl/strings/string_view.h>
 
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 #include <absl/strings/str_cat.h>
+#include <absl/strings/string_view.h>
 
 namespace gangway {
 
@@ -26,11 +26,11 @@ absl::Status errnoStatus(int error_number, absl::string_view what, const char* f
 #define GW_STATUS_CONCAT_(a, b) GW_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define GW_RETURN_IF_ERROR(expr)                                          \
-  do {                                                                    \
-    if (::absl::Status gw_status_ = (expr); !gw_status_.ok()) {           \
-      return gw_status_;                                                  \
-    }                                                                     \
+#define GW_RETURN_IF_ERROR(expr)                                \
+  do {                                                          \
+    if (::absl::Status gw_status_ = (expr); !gw_status_.ok()) { \
+      return gw_status_;                                        \
+    }                                                           \
   } while (false)
 
 // `GW_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a StatusOr, or returns its error.

@@ -2,15 +2,15 @@
 // root-cause summary of a failed job.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <absl/strings/string_view.h>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <absl/status/statusor.h>
+#include <absl/strings/string_view.h>
 
 namespace gangway::launcher {
 

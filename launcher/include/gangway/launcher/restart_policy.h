@@ -12,9 +12,9 @@ int exitCodeOf(int wait_status);
 std::string describeExit(int wait_status);
 
 struct AttemptOutcome {
-  bool all_succeeded = false;          // every worker exited 0
-  std::optional<int> agent_signal;     // the agent was told to stop (SIGTERM, SIGINT, ...)
-  std::optional<int> failure_status;   // wait status of the root-cause worker failure
+  bool all_succeeded = false;         // every worker exited 0
+  std::optional<int> agent_signal;    // the agent was told to stop (SIGTERM, SIGINT, ...)
+  std::optional<int> failure_status;  // wait status of the root-cause worker failure
 };
 
 enum class Decision { kSucceed, kRestart, kFail, kStopBySignal };

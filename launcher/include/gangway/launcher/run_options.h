@@ -65,9 +65,9 @@ struct RunOptions {
 
   // Entrypoint.
   Entry entry = Entry::kPythonScript;
-  std::string script;               // as the user wrote it (script, module or program)
-  std::vector<std::string> argv;    // the worker's full argv, argv[0] first
-  std::string program;              // absolute path of the file to exec
+  std::string script;             // as the user wrote it (script, module or program)
+  std::vector<std::string> argv;  // the worker's full argv, argv[0] first
+  std::string program;            // absolute path of the file to exec
 };
 
 // The flags of `gangway run` as CLI11 sees them, before validation. One per torchrun option.

@@ -1,0 +1,56 @@
+"""A small PyTorch DDP training job for `gangway run`: an MLP learns a noisy linear function.
+
+Every rank draws its own shard of synthetic data, DDP (gloo) averages the gradients, and rank 0
+prints the loss. Runs unchanged under torchrun or gangway:
+
+    gangway run --standalone --nproc-per-node 4 deploy/examples/ddp_train.py --steps 300
+"""
+import argparse
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+@record
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    args = parser.parse_args()
+
+    dist.init_process_group("gloo")  # MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE from the launcher
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(1234)  # the same target function and initial weights on every rank
+    true_w = torch.randn(16, 1)
+    model = DDP(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)))
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    gen = torch.Generator().manual_seed(rank)  # each rank its own data shard
+
+    if rank == 0:
+        print(f"training on {world} workers (restart {os.environ.get('TORCHELASTIC_RESTART_COUNT')}, "
+              f"job {os.environ.get('TORCHELASTIC_RUN_ID')})", flush=True)
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        x = torch.randn(args.batch, 16, generator=gen)
+        y = x @ true_w + 0.01 * torch.randn(args.batch, 1, generator=gen)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()  # gradients all-reduced across the workers here
+        opt.step()
+        if step % 50 == 0 or step == 1:
+            global_loss = loss.detach().clone()
+            dist.all_reduce(global_loss)
+            if rank == 0:
+                print(f"step {step:4d}  loss {global_loss.item() / world:.5f}", flush=True)
+    if rank == 0:
+        print(f"done: {args.steps} steps in {time.perf_counter() - start:.1f} s", flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gangway's build, tests and demo use. Idempotent and quiet: when
+# everything is present it does nothing; otherwise it runs `apt-get update` once and installs what
+# is missing. See DESIGN.md's "Chosen dependencies" for why each is there.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build git clang-format
+  # libraries (DESIGN.md): status/strings, CLI, logs, JSON, tests
+  libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
+  # real PyTorch for the demo and the tests (run with /usr/bin/python3)
+  python3-torch
+  # process tools the tests' worker scripts use (setsid)
+  util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
