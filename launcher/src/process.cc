@@ -72,45 +72,31 @@ absl::StatusOr<pid_t> spawnProcess(const SpawnRequest& req,
                                    const std::function<void(pid_t)>& on_forked) {
   std::vector<char*> argv = cStrings(req.argv);
   std::vector<char*> envp = cStrings(req.env);
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) return GW_ERRNO("pipe2");
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    ::close(report[0]);
-    ::close(report[1]);
-    errno = err;
-    return GW_ERRNO("fork");
-  }
+  // vfork: the agent is suspended until the child has exec'd (or failed to), without copying its
+  // page tables, and the child reports an exec failure through this shared variable. The child
+  // makes system calls only: no allocation, no locks, no return from this function.
+  volatile int child_errno = 0;
+  const pid_t pid = ::vfork();
+  if (pid < 0) return GW_ERRNO("vfork");
   if (pid == 0) {
-    // Child: async-signal-safe calls only.
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the agent died before prctl took effect
     resetSignalsForExec();
     if ((req.stdout_fd != 1 && ::dup2(req.stdout_fd, 1) < 0) ||
         (req.stderr_fd != 2 && ::dup2(req.stderr_fd, 2) < 0)) {
-      const int err = errno;
-      (void)!::write(report[1], &err, sizeof(err));
+      child_errno = errno;
       ::_exit(127);
     }
-    closeFrom(3, static_cast<unsigned int>(report[1]));
+    ::close_range(3, ~0U, 0);
     ::execve(req.program.c_str(), argv.data(), envp.data());
-    const int err = errno;
-    (void)!::write(report[1], &err, sizeof(err));
+    child_errno = errno;
     ::_exit(127);
   }
   ::setpgid(pid, pid);  // also done in the child; whichever runs first wins the race
   if (on_forked) on_forked(pid);
-  ::close(report[1]);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(report[0], &child_errno, sizeof(child_errno));
-  } while (n < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (n == sizeof(child_errno)) {
+  if (child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     return absl::FailedPreconditionError(
         absl::StrCat("cannot execute '", req.program, "': ", std::strerror(child_errno)));
@@ -207,6 +193,12 @@ absl::StatusOr<int> pickFreePort(const std::string& addr) {
 std::vector<pid_t> listChildren() {
   std::vector<pid_t> out;
   const pid_t self = ::getpid();
+  // One file when the kernel has CONFIG_PROC_CHILDREN (children of the main thread, which is the
+  // agent's only thread); otherwise every process's stat.
+  if (std::ifstream children(absl::StrCat("/proc/self/task/", self, "/children")); children) {
+    for (pid_t pid = 0; children >> pid;) out.push_back(pid);
+    return out;
+  }
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
     pid_t pid = 0;
