@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,11 +69,18 @@ def interleaved(reps: int):
 
 
 def run_timed(argv) -> float:
-    """Run argv to completion; return its wall time in seconds. Exit code must be 0."""
+    """Run argv to completion; return its wall time in seconds. Exit code must be 0.
+
+    The timeout is a timer thread that kills the job, not `subprocess.run(timeout=...)`: with a
+    timeout, Popen.wait polls with sleeps of up to 50 ms, which would be measured too.
+    """
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          timeout=RUN_TIMEOUT_S)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killer = threading.Timer(RUN_TIMEOUT_S, proc.kill)
+    killer.start()
+    proc.wait()
     elapsed = time.perf_counter() - start
+    killer.cancel()
     if proc.returncode != 0:
         raise RuntimeError(f"exit code {proc.returncode}: {' '.join(argv)}")
     return elapsed
@@ -128,6 +136,11 @@ def proc_stat(pid: int):
     return int(fields[1]), comm, cpu
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of pid in nanoseconds (/proc/PID/schedstat: exact, unlike clock ticks)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
 def vm_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -170,15 +183,15 @@ def footprint_once(cmd):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_workers(proc.pid, time.perf_counter() + 30)
-        t0, cpu0 = time.perf_counter(), proc_stat(proc.pid)[2]
+        t0, cpu0 = time.perf_counter(), cpu_ns(proc.pid)
         time.sleep(FOOTPRINT_WINDOW_S)
-        cpu1, t1 = proc_stat(proc.pid)[2], time.perf_counter()
+        cpu1, t1 = cpu_ns(proc.pid), time.perf_counter()
         workers, helpers = split_children(proc.pid)
         if len(workers) != FOOTPRINT_WORKERS:
             raise RuntimeError(f"only {len(workers)} workers alive at the end of the window")
         result = {
             "rss_mb": vm_hwm_mb(proc.pid),
-            "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "cpu_pct": 100 * (cpu1 - cpu0) / 1e9 / (t1 - t0),
             "helpers": len(helpers),
             "helpers_rss_mb": sum(vm_hwm_mb(h) for h in helpers),
         }
@@ -249,7 +262,7 @@ def print_report(env, reps, footprint_reps, timed, footprint):
     g, t = footprint["gangway"], footprint["torchrun"]
     print(f"{'agent peak RSS (VmHWM), MB':34} {g['rss_mb']:>18.1f} {t['rss_mb']:>18.1f} "
           f"{t['rss_mb'] / g['rss_mb']:>16.1f}x")
-    print(f"{'agent CPU, % of one core':34} {g['cpu_pct']:>18.2f} {t['cpu_pct']:>18.2f}")
+    print(f"{'agent CPU, % of one core':34} {g['cpu_pct']:>18.3f} {t['cpu_pct']:>18.3f}")
     print(f"{'helper processes (VmHWM, MB)':34} "
           f"{g['helpers']:>11.0f} ({g['helpers_rss_mb']:.1f}) "
           f"{t['helpers']:>11.0f} ({t['helpers_rss_mb']:.1f})")
