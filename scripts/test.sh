@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# README command two: install dependencies, check formatting, build (release preset) and run every
-# test: unit, integration (real agent, shell workers) and real PyTorch. Extra arguments go to ctest,
-# e.g. `scripts/test.sh -R AgentTest`.
+# README command two: install dependencies, check formatting, build and run every test (unit,
+# integration with the real agent and shell workers, real PyTorch) in the release build, then
+# again in the ASan+UBSan build. GANGWAY_TEST_SANITIZERS=0 skips the second pass. Extra
+# arguments go to ctest, e.g. `scripts/test.sh -R AgentTest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/check-format.sh
-cmake --preset release >/dev/null
-cmake --build --preset release
-ctest --preset release -j "$(nproc)" "$@"
+
+presets=(release)
+[ "${GANGWAY_TEST_SANITIZERS:-1}" != 0 ] && presets+=(asan)
+for preset in "${presets[@]}"; do
+  echo "== ${preset}: build and test"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+  ctest --preset "$preset" -j "$(nproc)" "$@"
+done
