@@ -12,6 +12,8 @@
 namespace {
 
 constexpr const char* kRunFooter = R"(
+Usage: gangway run [FLAGS] SCRIPT [ARGS...]
+
 Everything from SCRIPT on is the workers' command line. Workers get torchrun's environment
 (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_*, ...) plus GANGWAY_JOB_ID
 and GANGWAY_ROUND; each output line is prefixed with [rankN]:.
@@ -29,7 +31,8 @@ input. PYTHON_EXEC names the interpreter (default: python3 on PATH).)";
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"gangway: launch, supervise and schedule distributed training and inference jobs"};
+  CLI::App app{"gangway: launch, supervise and schedule distributed training and inference jobs",
+               "gangway"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gangway 0.1.0");
   CLI::App* run = app.add_subcommand(

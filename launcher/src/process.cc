@@ -172,7 +172,7 @@ absl::StatusOr<int> pickFreePort(const std::string& addr) {
     sockaddr_storage any{};
     auto* in = reinterpret_cast<sockaddr_in*>(&any);
     in->sin_family = AF_INET;
-    const sockaddr* target = reinterpret_cast<const sockaddr*>(&any);
+    const auto* target = reinterpret_cast<const sockaddr*>(&any);
     socklen_t len = sizeof(sockaddr_in);
     if (resolved && attempt == 0) {
       target = res->ai_addr;

@@ -43,7 +43,8 @@ constexpr FlagSpec kFlags[] = {
      "Rendezvous backend: static, c10d or gangway."},
     {"rdzv-endpoint", nullptr, false, "", true, "Rendezvous endpoint, HOST[:PORT]."},
     {"rdzv-id", nullptr, false, "none", true,
-     "Job id shared by all nodes (TORCHELASTIC_RUN_ID, GANGWAY_JOB_ID); random when not given."},
+     "Job id shared by all nodes (TORCHELASTIC_RUN_ID, GANGWAY_JOB_ID); 'none' or --standalone: "
+     "a random id."},
     {"rdzv-conf", nullptr, false, "", true, "Rendezvous settings, KEY=VALUE[,KEY=VALUE...]."},
     {"standalone", nullptr, true, "0", true,
      "Single-node job with its rendezvous on this machine; no other rendezvous flag is needed."},

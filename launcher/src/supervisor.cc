@@ -93,7 +93,7 @@ class SupervisorImpl final : public Supervisor {
                           Fd* child_owned);
   void monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>& failures);
   void reapChildren(bool stopping, std::vector<WorkerFailure>& failures);
-  void readStream(Worker& w, int which, bool until_eof_or_empty);
+  void readStream(Worker& w, int which, bool drain);
   void closeStream(Worker& w, int which);
   void signalWorkers(int sig);
   void armDeadline(double seconds);

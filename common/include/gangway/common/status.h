@@ -34,6 +34,7 @@ absl::Status errnoStatus(int error_number, absl::string_view what, const char* f
   } while (false)
 
 // `GW_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a StatusOr, or returns its error.
+// NOLINTBEGIN(bugprone-macro-parentheses): `lhs` is a declaration and cannot be parenthesised.
 #define GW_ASSIGN_OR_RETURN(lhs, expr) \
   GW_ASSIGN_OR_RETURN_IMPL_(GW_STATUS_CONCAT_(gw_statusor_, __LINE__), lhs, expr)
 #define GW_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -42,3 +43,4 @@ absl::Status errnoStatus(int error_number, absl::string_view what, const char* f
     return std::move(tmp).status();               \
   }                                               \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
