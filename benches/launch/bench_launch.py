@@ -88,14 +88,19 @@ def run_timed(argv) -> float:
 
 # --- (a) launch overhead ------------------------------------------------------
 
-def bench_launch(cmds, nproc: int, reps: int):
-    argvs = {tool: cmds[tool](nproc, ["/bin/true"]) for tool in TOOLS}
-    for tool in TOOLS:  # warm-up, not recorded
-        run_timed(argvs[tool])
+def sample_interleaved(measure, reps: int):
+    """measure(tool) -> seconds; one unrecorded warm-up per tool, then `reps` interleaved."""
+    for tool in TOOLS:
+        measure(tool)
     samples = {tool: [] for tool in TOOLS}
     for _, tool in interleaved(reps):
-        samples[tool].append(run_timed(argvs[tool]))
+        samples[tool].append(measure(tool))
     return samples
+
+
+def bench_launch(cmds, nproc: int, reps: int):
+    argvs = {tool: cmds[tool](nproc, ["/bin/true"]) for tool in TOOLS}
+    return sample_interleaved(lambda tool: run_timed(argvs[tool]), reps)
 
 
 # --- (b) recovery after one worker failure ------------------------------------
@@ -116,12 +121,7 @@ def recovery_once(cmd) -> float:
 
 
 def bench_recovery(cmds, reps: int):
-    for tool in TOOLS:  # warm-up, not recorded
-        recovery_once(cmds[tool])
-    samples = {tool: [] for tool in TOOLS}
-    for _, tool in interleaved(reps):
-        samples[tool].append(recovery_once(cmds[tool]))
-    return samples
+    return sample_interleaved(lambda tool: recovery_once(cmds[tool]), reps)
 
 
 # --- (c) agent footprint while supervising idle workers -----------------------

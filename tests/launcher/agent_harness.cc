@@ -177,6 +177,12 @@ std::vector<std::string> rankLines(const std::string& output, int rank) {
   return out;
 }
 
+std::size_t workerLineCount(const std::string& output) {
+  std::size_t n = 0;
+  for (const auto& line : splitLines(output)) n += line.starts_with("[rank") ? 1 : 0;
+  return n;
+}
+
 std::vector<pid_t> waitForExit(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::vector<pid_t> alive;

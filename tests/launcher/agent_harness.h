@@ -59,6 +59,8 @@ AgentResult runAgent(const std::vector<std::string>& args,
 
 // The lines a rank printed, without the "[rankN]:" prefix, in order.
 std::vector<std::string> rankLines(const std::string& output, int rank);
+// How many lines of output carry a "[rankN]:" prefix, whatever N.
+std::size_t workerLineCount(const std::string& output);
 // Splits text into lines (no trailing empty line).
 std::vector<std::string> splitLines(const std::string& text);
 

@@ -146,7 +146,7 @@ TEST(AgentTest, SigtermIsForwardedAndTheGracePeriodHonoured) {
       "trap 'echo got-term; for i in 1 2 3 4 5; do sleep 0.1; done; echo cleaned; exit 0' TERM; "
       "echo ready; sleep 300 & wait"));
   ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
-    return rankLines(out, 0).size() + rankLines(out, 1).size() + rankLines(out, 2).size() == 3;
+    return workerLineCount(out) == 3;
   })) << agent->err();
   agent->signal(SIGTERM);
   const AgentResult r = agent->wait();
@@ -164,9 +164,8 @@ TEST(AgentTest, OtherStopSignalsAreForwardedAsThemselves) {
         shellJob({"--nproc-per-node", "2"},
                  "for s in INT HUP QUIT; do trap \"echo got-$s; exit 0\" $s; done; echo ready; "
                  "sleep 300 & wait"));
-    ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
-      return rankLines(out, 0).size() + rankLines(out, 1).size() == 2;
-    }));
+    ASSERT_TRUE(
+        agent->waitForStdout([](const std::string& out) { return workerLineCount(out) == 2; }));
     agent->signal(sig);
     const AgentResult r = agent->wait();
     EXPECT_EQ(r.exit_code, 128 + sig);
@@ -179,9 +178,8 @@ TEST(AgentTest, OtherStopSignalsAreForwardedAsThemselves) {
 TEST(AgentTest, WorkersIgnoringSigtermAreKilledAfterTheGracePeriod) {
   auto agent = AgentProcess::start(shellJob({"--nproc-per-node", "2", "--grace-period", "0.5"},
                                             "trap '' TERM; echo ready; while :; do sleep 1; done"));
-  ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
-    return rankLines(out, 0).size() + rankLines(out, 1).size() == 2;
-  }));
+  ASSERT_TRUE(
+      agent->waitForStdout([](const std::string& out) { return workerLineCount(out) == 2; }));
   agent->signal(SIGTERM);
   const AgentResult r = agent->wait();
   EXPECT_EQ(r.exit_code, 128 + SIGTERM);
@@ -197,7 +195,7 @@ TEST(AgentTest, KillingTheAgentLeavesNoProcessBehind) {
                "sleep 300 & echo pid=$!; bash -c 'sleep 300 & echo pid=$!; wait' & echo pid=$!; "
                "echo pid=$$; wait"));
   ASSERT_TRUE(agent->waitForStdout([](const std::string& out) {
-    return rankLines(out, 0).size() + rankLines(out, 1).size() + rankLines(out, 2).size() == 12;
+    return workerLineCount(out) == 12;
   })) << agent->out();
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 3; ++rank) {
