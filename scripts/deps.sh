@@ -9,6 +9,8 @@ packages=(
   build-essential cmake ninja-build git clang-format
   # libraries (DESIGN.md): status/strings, CLI, logs, JSON, tests
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
+  # RPC and wire format for the control plane
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
   # process tools the tests' worker scripts use (setsid)
