@@ -1,0 +1,147 @@
+// The rendezvous state machine: jobs, their agents, rounds and the gang barrier. Transport-free
+// and driven by an injected time, so that every timing rule is testable without waiting; the
+// gRPC service (rendezvous_service.h) calls it and runs its timer.
+//
+// Rules (see scheduler/README.md):
+// - A job is created by its first Join, which fixes --nnodes MIN:MAX and --max-restarts; a later
+//   Join that disagrees is refused.
+// - A round forms when at least MIN agents are present: at once when MAX are, else when the
+//   last-call window after reaching MIN expires. Agents beyond MAX wait as standbys.
+// - Node ranks are stable: members of the previous round keep their order, newcomers follow in
+//   join order. Global ranks are offset by each node's own local world size.
+// - A lost agent (heartbeats missed, Watch stream closed) or a Leave stops the round's other
+//   members at once and forms a new round (after the last call) if at least MIN remain; below MIN
+//   the job waits, and fails at join_timeout.
+// - A worker failure reported for the current round restarts every member at once (a new round
+//   with restart_count + 1) until max_restarts is spent; then the job fails.
+// - When every member of a round reports success, the job has succeeded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <absl/base/thread_annotations.h>
+#include <absl/container/flat_hash_map.h>
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+#include <absl/synchronization/mutex.h>
+#include <absl/time/time.h>
+
+#include "gangway/scheduler/kv_store.h"
+#include "gangway/v1/rendezvous.pb.h"
+
+namespace gangway::scheduler {
+
+struct RendezvousSettings {
+  absl::Duration last_call = absl::Seconds(1);
+  absl::Duration join_timeout = absl::Seconds(600);
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration heartbeat_timeout = absl::Seconds(3);
+  absl::Duration ended_job_retention = absl::Minutes(10);
+  int max_layout_in_assignment = 256;
+};
+
+class Rendezvous {
+ public:
+  // Receives an agent's events. Called with the rendezvous lock held, in order: it must only
+  // queue the event (never block, never call back into the Rendezvous).
+  using Sink = std::function<void(const v1::RoundEvent&)>;
+
+  explicit Rendezvous(RendezvousSettings settings) : settings_(settings) {}
+
+  const RendezvousSettings& settings() const { return settings_; }
+
+  absl::Status join(const v1::JoinRequest& req, absl::Time now);
+  // Attaches the agent's event stream; the agent's latest event is delivered at once. Returns a
+  // handle for unwatch.
+  absl::StatusOr<uint64_t> watch(const std::string& job_id, const std::string& agent_id, Sink sink,
+                                 absl::Time now);
+  // The stream `handle` ended: if it is still the agent's stream, the agent is lost.
+  void unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle,
+               absl::Time now);
+  // Returns the job's current round. NotFound if the agent is not (or no longer) a member.
+  absl::StatusOr<int64_t> heartbeat(const std::string& job_id, const std::string& agent_id,
+                                    absl::Time now);
+  absl::Status leave(const std::string& job_id, const std::string& agent_id,
+                     const std::string& reason, absl::Time now);
+  absl::Status report(const v1::WorkerReport& report, absl::Time now);
+
+  // Applies every deadline at or before `now`; returns the next deadline.
+  absl::Time tick(absl::Time now);
+
+  // The job's key-value store; NotFound before the job's first Join. Shared by the job and the
+  // store calls in flight, which may outlive a job that ended and was dropped.
+  absl::StatusOr<std::shared_ptr<KvStore>> store(const std::string& job_id);
+  // Every job's store, for the timer that expires store waits.
+  std::vector<std::shared_ptr<KvStore>> stores();
+
+  // For tests and status pages.
+  struct JobView {
+    int64_t round = 0;
+    int restart_count = 0;
+    std::vector<std::string> members;  // by node rank
+    int agents = 0;                    // members + standbys + waiting
+    bool ended = false;
+    bool succeeded = false;
+    std::string end_reason;
+  };
+  absl::StatusOr<JobView> view(const std::string& job_id) const;
+
+ private:
+  struct Agent {
+    v1::JoinRequest info;
+    int64_t join_seq = 0;
+    absl::Time last_seen;
+    Sink sink;
+    uint64_t watch_handle = 0;
+    v1::RoundEvent last_event;  // replayed when the Watch stream (re)attaches
+    bool has_event = false;
+  };
+  struct Job {
+    std::string id;
+    int min_nodes = 1;
+    int max_nodes = 1;
+    int max_restarts = 0;
+    std::map<std::string, Agent> agents;
+    int64_t join_counter = 0;
+    int64_t round = 0;
+    int restart_count = 0;
+    std::vector<std::string> members;  // current round, by node rank
+    std::vector<std::string> succeeded;
+    bool round_active = false;  // members are running (not stopped, waiting for the next round)
+    bool restart_pending = false;
+    absl::Time last_call_deadline = absl::InfiniteFuture();
+    absl::Time join_deadline = absl::InfiniteFuture();
+    bool ended = false;
+    v1::JobEnd end;
+    absl::Time ended_at;
+    std::shared_ptr<KvStore> store = std::make_shared<KvStore>();
+  };
+
+  Job* findLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void sendLocked(Agent& agent, v1::RoundEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void removeAgentLocked(Job& job, const std::string& agent_id, const std::string& reason,
+                         absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> chooseMembersLocked(const Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void evaluateLocked(Job& job, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void formRoundLocked(Job& job, std::vector<std::string> members)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void endJobLocked(Job& job, bool succeeded, const std::string& reason, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const RendezvousSettings settings_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+// Store keys the rendezvous and the agents agree on.
+std::string masterPortKey(int64_t round);
+std::string layoutKey(int64_t round);
+
+}  // namespace gangway::scheduler

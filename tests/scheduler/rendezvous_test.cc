@@ -1,0 +1,285 @@
+// The rendezvous state machine, driven with an injected time: every rule, no waiting.
+#include "gangway/scheduler/rendezvous.h"
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+namespace gangway::scheduler {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+class RendezvousTest : public ::testing::Test {
+ protected:
+  RendezvousTest() : rdzv_(settings()) {}
+
+  static RendezvousSettings settings() {
+    RendezvousSettings s;
+    s.last_call = absl::Seconds(1);
+    s.join_timeout = absl::Seconds(30);
+    s.heartbeat_timeout = absl::Seconds(3);
+    return s;
+  }
+
+  v1::JoinRequest joinRequest(const std::string& agent, int nproc = 2, int min = 2, int max = 4,
+                              int max_restarts = 1) {
+    v1::JoinRequest r;
+    r.set_job_id("job");
+    r.set_agent_id(agent);
+    r.set_address("10.0.0." + agent.substr(1));
+    r.set_local_world_size(nproc);
+    r.set_min_nodes(min);
+    r.set_max_nodes(max);
+    r.set_max_restarts(max_restarts);
+    return r;
+  }
+
+  // Joins and attaches a sink that records the agent's events.
+  void add(const std::string& agent, int nproc = 2, int min = 2, int max = 4, int restarts = 1) {
+    ASSERT_TRUE(rdzv_.join(joinRequest(agent, nproc, min, max, restarts), now_).ok());
+    auto h = rdzv_.watch(
+        "job", agent, [this, agent](const v1::RoundEvent& e) { events_[agent].push_back(e); },
+        now_);
+    ASSERT_TRUE(h.ok()) << h.status();
+    handles_[agent] = *h;
+  }
+  void advance(absl::Duration d) {
+    now_ += d;
+    // Everyone still present heartbeats except those marked silent.
+    for (const auto& [agent, h] : handles_) {
+      if (!silent_.contains(agent)) (void)rdzv_.heartbeat("job", agent, now_);
+    }
+    rdzv_.tick(now_);
+  }
+  const v1::RoundEvent& last(const std::string& agent) { return events_[agent].back(); }
+  Rendezvous::JobView view() { return *rdzv_.view("job"); }
+
+  Rendezvous rdzv_;
+  absl::Time now_ = kT0;
+  std::map<std::string, std::vector<v1::RoundEvent>> events_;
+  std::map<std::string, uint64_t> handles_;
+  absl::flat_hash_set<std::string> silent_;
+};
+
+TEST_F(RendezvousTest, RoundFormsAtMaxAtOnce) {
+  for (const char* a : {"a1", "a2", "a3", "a4"}) add(a, 2, 2, 4);
+  ASSERT_EQ(view().round, 1);
+  for (int i = 0; i < 4; ++i) {
+    const std::string agent = "a" + std::to_string(i + 1);
+    ASSERT_EQ(events_[agent].size(), 1u);
+    const v1::Assignment& a = last(agent).assignment();
+    EXPECT_EQ(a.round(), 1);
+    EXPECT_EQ(a.node_rank(), i);
+    EXPECT_EQ(a.num_nodes(), 4);
+    EXPECT_EQ(a.world_size(), 8);
+    EXPECT_EQ(a.rank_offset(), 2 * i);
+    EXPECT_EQ(a.master_addr(), "10.0.0.1");
+    EXPECT_EQ(a.nodes_size(), 4);
+    EXPECT_EQ(a.master_port_key(), masterPortKey(1));
+  }
+  // The full layout is in the store too.
+  auto store = *rdzv_.store("job");
+  v1::RoundLayout layout;
+  ASSERT_TRUE(layout.ParseFromString(*store->get(layoutKey(1))));
+  EXPECT_EQ(layout.nodes_size(), 4);
+}
+
+TEST_F(RendezvousTest, BetweenMinAndMaxTheRoundWaitsForTheLastCall) {
+  add("a1");
+  add("a2");
+  EXPECT_EQ(view().round, 0);  // MIN reached: last call open
+  advance(absl::Milliseconds(500));
+  add("a3");  // joins inside the window
+  EXPECT_EQ(view().round, 0);
+  advance(absl::Milliseconds(500));
+  EXPECT_EQ(view().round, 1);
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(last("a3").assignment().world_size(), 6);
+}
+
+TEST_F(RendezvousTest, LocalWorldSizesMayDifferAndRanksFollowThem) {
+  add("a1", 4, 2, 2);
+  add("a2", 1, 2, 2);
+  ASSERT_EQ(view().round, 1);
+  EXPECT_EQ(last("a1").assignment().world_size(), 5);
+  EXPECT_EQ(last("a2").assignment().rank_offset(), 4);
+}
+
+TEST_F(RendezvousTest, BelowMinTheJobWaitsThenFailsAtJoinTimeout) {
+  add("a1", 2, 3, 4);
+  add("a2", 2, 3, 4);
+  advance(absl::Seconds(29));
+  EXPECT_EQ(view().round, 0);
+  EXPECT_FALSE(view().ended);
+  advance(absl::Seconds(1));
+  EXPECT_TRUE(view().ended);
+  EXPECT_FALSE(view().succeeded);
+  const v1::JobEnd& end = last("a1").job_end();
+  EXPECT_FALSE(end.succeeded());
+  EXPECT_NE(end.reason().find("only 2 of the 3 nodes"), std::string::npos) << end.reason();
+  EXPECT_NE(end.reason().find("join_timeout"), std::string::npos);
+  // A late agent is told the job is over.
+  EXPECT_EQ(rdzv_.join(joinRequest("a3", 2, 3, 4), now_).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RendezvousTest, LostAgentStopsTheOthersAndTheSurvivorsReform) {
+  for (const char* a : {"a1", "a2", "a3", "a4"}) add(a);
+  ASSERT_EQ(view().round, 1);
+  rdzv_.unwatch("job", "a2", handles_["a2"], now_);  // its stream broke (kill -9)
+  handles_.erase("a2");
+  // The others are stopped at once...
+  for (const char* a : {"a1", "a3", "a4"}) {
+    ASSERT_TRUE(last(a).has_stop()) << a;
+    EXPECT_NE(last(a).stop().reason().find("a2"), std::string::npos);
+  }
+  // ...and re-form after the last call, with stable relative order.
+  advance(absl::Seconds(1));
+  ASSERT_EQ(view().round, 2);
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a1", "a3", "a4"}));
+  EXPECT_EQ(last("a3").assignment().node_rank(), 1);
+  EXPECT_EQ(last("a4").assignment().world_size(), 6);
+  EXPECT_EQ(last("a4").assignment().restart_count(), 0);  // membership changes are not restarts
+}
+
+TEST_F(RendezvousTest, MissedHeartbeatsRemoveAnAgent) {
+  for (const char* a : {"a1", "a2", "a3"}) add(a, 2, 2, 3);
+  ASSERT_EQ(view().round, 1);
+  silent_.insert("a3");
+  advance(absl::Seconds(2));
+  EXPECT_EQ(view().agents, 3);
+  advance(absl::Seconds(1));  // 3 s since a3's last heartbeat
+  EXPECT_EQ(view().agents, 2);
+  EXPECT_TRUE(last("a1").has_stop());
+  advance(absl::Seconds(1));
+  EXPECT_EQ(view().round, 2);
+  EXPECT_EQ(rdzv_.heartbeat("job", "a3", now_).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RendezvousTest, NewAgentBelowMaxScalesUp) {
+  add("a1");
+  add("a2");
+  advance(absl::Seconds(1));
+  ASSERT_EQ(view().round, 1);
+  add("a3");
+  EXPECT_EQ(view().round, 1);
+  advance(absl::Seconds(1));
+  ASSERT_EQ(view().round, 2);
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(last("a1").assignment().world_size(), 6);
+}
+
+TEST_F(RendezvousTest, AgentsBeyondMaxWaitAsStandbysAndReplaceALostOne) {
+  add("a1", 2, 1, 2);
+  add("a2", 2, 1, 2);
+  ASSERT_EQ(view().round, 1);
+  add("a3", 2, 1, 2);
+  advance(absl::Seconds(5));
+  EXPECT_EQ(view().round, 1);  // nothing would change
+  EXPECT_TRUE(events_["a3"].empty());
+  ASSERT_TRUE(rdzv_.leave("job", "a1", "SIGTERM", now_).ok());
+  handles_.erase("a1");
+  EXPECT_EQ(view().round, 2);  // at MAX again: at once
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a2", "a3"}));
+  EXPECT_EQ(last("a3").assignment().node_rank(), 1);
+}
+
+TEST_F(RendezvousTest, GracefulLeaveDoesNotCloseTheRendezvous) {
+  for (const char* a : {"a1", "a2", "a3"}) add(a, 2, 2, 3);
+  ASSERT_TRUE(rdzv_.leave("job", "a1", "SIGTERM", now_).ok());
+  handles_.erase("a1");
+  advance(absl::Seconds(1));
+  EXPECT_FALSE(view().ended);
+  ASSERT_EQ(view().round, 2);
+  EXPECT_EQ(last("a2").assignment().node_rank(), 0);
+  EXPECT_EQ(last("a2").assignment().master_addr(), "10.0.0.2");
+  add("a4", 2, 2, 3);  // and others may still join
+  advance(absl::Seconds(1));
+  EXPECT_EQ(view().round, 3);
+}
+
+TEST_F(RendezvousTest, WorkerFailureRestartsEveryoneUntilRestartsAreSpent) {
+  add("a1", 2, 2, 2, /*restarts=*/1);
+  add("a2", 2, 2, 2, 1);
+  ASSERT_EQ(view().round, 1);
+  v1::WorkerReport failed;
+  failed.set_job_id("job");
+  failed.set_agent_id("a2");
+  failed.set_round(1);
+  failed.set_failure("rank 3 exited with code 1");
+  ASSERT_TRUE(rdzv_.report(failed, now_).ok());
+  ASSERT_EQ(view().round, 2);  // at once, no last call
+  EXPECT_EQ(last("a1").assignment().restart_count(), 1);
+  ASSERT_TRUE(rdzv_.report(failed, now_).ok());  // a stale report (round 1) changes nothing
+  EXPECT_EQ(view().round, 2);
+  failed.set_round(2);
+  ASSERT_TRUE(rdzv_.report(failed, now_).ok());
+  EXPECT_TRUE(view().ended);
+  EXPECT_FALSE(last("a1").job_end().succeeded());
+  EXPECT_NE(last("a1").job_end().reason().find("rank 3 exited with code 1"), std::string::npos);
+}
+
+TEST_F(RendezvousTest, JobSucceedsWhenEveryMemberReportsSuccess) {
+  add("a1", 2, 2, 2);
+  add("a2", 2, 2, 2);
+  v1::WorkerReport ok;
+  ok.set_job_id("job");
+  ok.set_agent_id("a1");
+  ok.set_round(1);
+  ok.set_succeeded(true);
+  ASSERT_TRUE(rdzv_.report(ok, now_).ok());
+  ASSERT_TRUE(rdzv_.report(ok, now_).ok());  // repeated: counted once
+  EXPECT_FALSE(view().ended);
+  ok.set_agent_id("a2");
+  ASSERT_TRUE(rdzv_.report(ok, now_).ok());
+  EXPECT_TRUE(view().succeeded);
+  EXPECT_TRUE(last("a1").job_end().succeeded());
+  EXPECT_TRUE(last("a2").job_end().succeeded());
+}
+
+TEST_F(RendezvousTest, DisagreeingAgentsAreRefusedWithoutChangingTheJob) {
+  add("a1", 2, 2, 4);
+  const absl::Status s = rdzv_.join(joinRequest("a2", 2, 3, 4), now_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("--nnodes 3:4 disagrees"), absl::string_view::npos) << s;
+  EXPECT_EQ(rdzv_.join(joinRequest("a2", 2, 2, 4, 5), now_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(view().agents, 1);
+  EXPECT_EQ(rdzv_.join(joinRequest("a2", 0), now_).code(), absl::StatusCode::kInvalidArgument);
+  v1::JoinRequest empty;
+  EXPECT_EQ(rdzv_.join(empty, now_).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RendezvousTest, RejoinIsIdempotentAndWatchReplaysTheLatestEvent) {
+  add("a1", 2, 2, 2);
+  add("a2", 2, 2, 2);
+  ASSERT_TRUE(rdzv_.join(joinRequest("a1", 2, 2, 2), now_).ok());
+  EXPECT_EQ(view().round, 1);
+  // A new stream for a1 (e.g. after a reconnect) gets the current assignment at once.
+  std::vector<v1::RoundEvent> replay;
+  auto h = rdzv_.watch(
+      "job", "a1", [&](const v1::RoundEvent& e) { replay.push_back(e); }, now_);
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_EQ(replay[0].assignment().round(), 1);
+  // The old stream's end no longer removes the agent.
+  rdzv_.unwatch("job", "a1", handles_["a1"], now_);
+  EXPECT_EQ(view().agents, 2);
+}
+
+TEST_F(RendezvousTest, EndedJobsAreForgottenAfterRetention) {
+  add("a1", 1, 1, 1);
+  v1::WorkerReport ok;
+  ok.set_job_id("job");
+  ok.set_agent_id("a1");
+  ok.set_round(1);
+  ok.set_succeeded(true);
+  ASSERT_TRUE(rdzv_.report(ok, now_).ok());
+  handles_.clear();
+  advance(absl::Minutes(10));
+  EXPECT_EQ(rdzv_.view("job").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace gangway::scheduler
