@@ -37,7 +37,30 @@ void Rendezvous::sendLocked(Agent& agent, v1::RoundEvent event) {
   if (agent.sink) agent.sink(agent.last_event);
 }
 
-absl::Status Rendezvous::join(const v1::JoinRequest& req, absl::Time now) {
+bool constantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::max(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+absl::Status Rendezvous::authorize(const std::string& job_id, const std::string& token) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  if (!constantTimeEquals(it->second->token, token)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("wrong or missing token for job '", job_id, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& token,
+                              absl::Time now) {
   if (req.job_id().empty() || req.agent_id().empty()) {
     return absl::InvalidArgumentError("join: job_id and agent_id are required");
   }
@@ -57,6 +80,7 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, absl::Time now) {
   if (job == nullptr) {
     auto created = std::make_unique<Job>();
     created->id = req.job_id();
+    created->token = token;
     created->min_nodes = req.min_nodes();
     created->max_nodes = req.max_nodes();
     created->max_restarts = req.max_restarts();
@@ -64,6 +88,10 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, absl::Time now) {
     jobs_[req.job_id()] = std::move(created);
     log().info("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
                req.agent_id(), nnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
+  }
+  if (!constantTimeEquals(job->token, token)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("wrong or missing token for job '", job->id, "'"));
   }
   if (job->ended) {
     return absl::FailedPreconditionError(
@@ -110,14 +138,15 @@ absl::StatusOr<uint64_t> Rendezvous::watch(const std::string& job_id, const std:
 }
 
 void Rendezvous::unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle,
-                         absl::Time now) {
+                         bool lost, absl::Time now) {
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(job_id);
   if (job == nullptr) return;
   auto it = job->agents.find(agent_id);
   if (it == job->agents.end() || it->second.watch_handle != handle) return;
   it->second.sink = nullptr;
-  if (job->ended) return;
+  it->second.watch_handle = 0;
+  if (job->ended || !lost) return;
   removeAgentLocked(*job, agent_id, "its Watch stream closed", now);
   evaluateLocked(*job, now);
 }

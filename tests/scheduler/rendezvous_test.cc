@@ -37,7 +37,7 @@ class RendezvousTest : public ::testing::Test {
 
   // Joins and attaches a sink that records the agent's events.
   void add(const std::string& agent, int nproc = 2, int min = 2, int max = 4, int restarts = 1) {
-    ASSERT_TRUE(rdzv_.join(joinRequest(agent, nproc, min, max, restarts), now_).ok());
+    ASSERT_TRUE(rdzv_.join(joinRequest(agent, nproc, min, max, restarts), "", now_).ok());
     auto h = rdzv_.watch(
         "job", agent, [this, agent](const v1::RoundEvent& e) { events_[agent].push_back(e); },
         now_);
@@ -120,14 +120,14 @@ TEST_F(RendezvousTest, BelowMinTheJobWaitsThenFailsAtJoinTimeout) {
   EXPECT_NE(end.reason().find("only 2 of the 3 nodes"), std::string::npos) << end.reason();
   EXPECT_NE(end.reason().find("join_timeout"), std::string::npos);
   // A late agent is told the job is over.
-  EXPECT_EQ(rdzv_.join(joinRequest("a3", 2, 3, 4), now_).code(),
+  EXPECT_EQ(rdzv_.join(joinRequest("a3", 2, 3, 4), "", now_).code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RendezvousTest, LostAgentStopsTheOthersAndTheSurvivorsReform) {
   for (const char* a : {"a1", "a2", "a3", "a4"}) add(a);
   ASSERT_EQ(view().round, 1);
-  rdzv_.unwatch("job", "a2", handles_["a2"], now_);  // its stream broke (kill -9)
+  rdzv_.unwatch("job", "a2", handles_["a2"], /*lost=*/true, now_);  // its stream broke (kill -9)
   handles_.erase("a2");
   // The others are stopped at once...
   for (const char* a : {"a1", "a3", "a4"}) {
@@ -240,21 +240,21 @@ TEST_F(RendezvousTest, JobSucceedsWhenEveryMemberReportsSuccess) {
 
 TEST_F(RendezvousTest, DisagreeingAgentsAreRefusedWithoutChangingTheJob) {
   add("a1", 2, 2, 4);
-  const absl::Status s = rdzv_.join(joinRequest("a2", 2, 3, 4), now_);
+  const absl::Status s = rdzv_.join(joinRequest("a2", 2, 3, 4), "", now_);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("--nnodes 3:4 disagrees"), absl::string_view::npos) << s;
-  EXPECT_EQ(rdzv_.join(joinRequest("a2", 2, 2, 4, 5), now_).code(),
+  EXPECT_EQ(rdzv_.join(joinRequest("a2", 2, 2, 4, 5), "", now_).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(view().agents, 1);
-  EXPECT_EQ(rdzv_.join(joinRequest("a2", 0), now_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rdzv_.join(joinRequest("a2", 0), "", now_).code(), absl::StatusCode::kInvalidArgument);
   v1::JoinRequest empty;
-  EXPECT_EQ(rdzv_.join(empty, now_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rdzv_.join(empty, "", now_).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(RendezvousTest, RejoinIsIdempotentAndWatchReplaysTheLatestEvent) {
   add("a1", 2, 2, 2);
   add("a2", 2, 2, 2);
-  ASSERT_TRUE(rdzv_.join(joinRequest("a1", 2, 2, 2), now_).ok());
+  ASSERT_TRUE(rdzv_.join(joinRequest("a1", 2, 2, 2), "", now_).ok());
   EXPECT_EQ(view().round, 1);
   // A new stream for a1 (e.g. after a reconnect) gets the current assignment at once.
   std::vector<v1::RoundEvent> replay;
@@ -264,8 +264,23 @@ TEST_F(RendezvousTest, RejoinIsIdempotentAndWatchReplaysTheLatestEvent) {
   ASSERT_EQ(replay.size(), 1u);
   EXPECT_EQ(replay[0].assignment().round(), 1);
   // The old stream's end no longer removes the agent.
-  rdzv_.unwatch("job", "a1", handles_["a1"], now_);
+  rdzv_.unwatch("job", "a1", handles_["a1"], /*lost=*/true, now_);
   EXPECT_EQ(view().agents, 2);
+}
+
+TEST_F(RendezvousTest, TheFirstJoinSetsTheJobSecret) {
+  ASSERT_TRUE(rdzv_.join(joinRequest("a1"), "s3cret", now_).ok());
+  EXPECT_EQ(rdzv_.join(joinRequest("a2"), "guess", now_).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(rdzv_.join(joinRequest("a2"), "", now_).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(view().agents, 1);  // the refused joins changed nothing
+  EXPECT_TRUE(rdzv_.authorize("job", "s3cret").ok());
+  EXPECT_EQ(rdzv_.authorize("job", "s3cres").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(rdzv_.authorize("nojob", "s3cret").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(rdzv_.join(joinRequest("a2"), "s3cret", now_).ok());
+  EXPECT_TRUE(constantTimeEquals("", ""));
+  EXPECT_FALSE(constantTimeEquals("a", ""));
+  EXPECT_FALSE(constantTimeEquals("ab", "abc"));
 }
 
 TEST_F(RendezvousTest, EndedJobsAreForgottenAfterRetention) {

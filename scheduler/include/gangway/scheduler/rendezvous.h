@@ -55,13 +55,18 @@ class Rendezvous {
 
   const RendezvousSettings& settings() const { return settings_; }
 
-  absl::Status join(const v1::JoinRequest& req, absl::Time now);
+  // `token` is the job's secret: the first Join sets it (empty: none), later calls must match.
+  absl::Status join(const v1::JoinRequest& req, const std::string& token, absl::Time now);
+  // PermissionDenied unless `token` is the job's secret (compared in constant time); NotFound
+  // for an unknown job.
+  absl::Status authorize(const std::string& job_id, const std::string& token) const;
   // Attaches the agent's event stream; the agent's latest event is delivered at once. Returns a
   // handle for unwatch.
   absl::StatusOr<uint64_t> watch(const std::string& job_id, const std::string& agent_id, Sink sink,
                                  absl::Time now);
-  // The stream `handle` ended: if it is still the agent's stream, the agent is lost.
-  void unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle,
+  // The stream `handle` ended. If it is still the agent's stream, its sink is dropped (no event
+  // is delivered to it after this returns) and, when `lost`, the agent is removed.
+  void unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle, bool lost,
                absl::Time now);
   // Returns the job's current round. NotFound if the agent is not (or no longer) a member.
   absl::StatusOr<int64_t> heartbeat(const std::string& job_id, const std::string& agent_id,
@@ -103,6 +108,7 @@ class Rendezvous {
   };
   struct Job {
     std::string id;
+    std::string token;
     int min_nodes = 1;
     int max_nodes = 1;
     int max_restarts = 0;
@@ -139,6 +145,9 @@ class Rendezvous {
   absl::flat_hash_map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
 };
+
+// Compares secrets in time independent of where they differ.
+bool constantTimeEquals(const std::string& a, const std::string& b);
 
 // Store keys the rendezvous and the agents agree on.
 std::string masterPortKey(int64_t round);

@@ -1,0 +1,460 @@
+#include "gangway/scheduler/server.h"
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <absl/strings/str_cat.h>
+#include <absl/synchronization/mutex.h>
+
+#include "gangway/common/log.h"
+#include "gangway/scheduler/client.h"
+#include "gangway/v1/rendezvous.grpc.pb.h"
+#include "gangway/v1/store.grpc.pb.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+namespace gangway::scheduler {
+namespace {
+
+Logger& log() {
+  static Logger& l = logger("scheduler");
+  return l;
+}
+
+std::string tokenOf(const grpc::CallbackServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kTokenMetadata);
+  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+// Applies the rendezvous' and the stores' deadlines. Woken early by kick() when a call may have
+// created an earlier deadline.
+class Timer {
+ public:
+  explicit Timer(Rendezvous& rdzv) : rdzv_(rdzv), thread_([this] { loop(); }) {}
+  ~Timer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void kick() {
+    absl::MutexLock lock(&mu_);
+    kicked_ = true;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      const absl::Time now = absl::Now();
+      absl::Time next = rdzv_.tick(now);
+      for (const auto& store : rdzv_.stores()) next = std::min(next, store->expire(now));
+      absl::MutexLock lock(&mu_);
+      auto woken = [this] { return stop_ || kicked_; };
+      mu_.AwaitWithDeadline(absl::Condition(&woken), next);
+      if (stop_) return;
+      kicked_ = false;
+    }
+  }
+
+  Rendezvous& rdzv_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// One agent's Watch stream: events are queued by the rendezvous (under its lock) and written
+// one at a time.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::RoundEvent> {
+ public:
+  WatchReactor(Rendezvous& rdzv, Timer& timer, std::string job, std::string agent)
+      : rdzv_(rdzv), timer_(timer), job_(std::move(job)), agent_(std::move(agent)) {}
+
+  // The reactor is deleted by whichever of start() and OnDone() ends last: an event delivered
+  // during watch() may finish the call before start() has recorded the handle.
+  void start(const absl::Status& authorized) {
+    if (!authorized.ok()) {
+      finish(toGrpc(authorized));
+      release();
+      return;
+    }
+    auto handle = rdzv_.watch(
+        job_, agent_, [this](const v1::RoundEvent& e) { enqueue(e); }, absl::Now());
+    if (!handle.ok()) {
+      finish(toGrpc(handle.status()));
+    } else {
+      absl::MutexLock lock(&mu_);
+      handle_ = *handle;
+    }
+    release();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      lost_ = true;
+      finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    if (current_.has_job_end()) {
+      finishLocked(grpc::Status::OK);
+      return;
+    }
+    writeNextLocked();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    lost_ = true;  // the agent went away (or its deadline passed)
+    finishLocked(grpc::Status::CANCELLED);
+  }
+  void OnDone() override { release(); }
+
+ private:
+  void release() {
+    if (refs_.fetch_sub(1) != 1) return;
+    uint64_t handle;
+    bool lost;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+      lost = lost_;
+    }
+    // After unwatch returns, the rendezvous never calls enqueue on this reactor again.
+    if (handle != 0) rdzv_.unwatch(job_, agent_, handle, lost, absl::Now());
+    timer_.kick();
+    delete this;
+  }
+
+  void enqueue(const v1::RoundEvent& e) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    queue_.push_back(e);
+    if (!writing_) writeNextLocked();
+  }
+  void writeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (queue_.empty() || finished_) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+  void finish(grpc::Status s) {
+    absl::MutexLock lock(&mu_);
+    finishLocked(std::move(s));
+  }
+  void finishLocked(grpc::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(s));
+  }
+
+  Rendezvous& rdzv_;
+  Timer& timer_;
+  const std::string job_;
+  const std::string agent_;
+  std::atomic<int> refs_{2};  // start() and OnDone()
+  absl::Mutex mu_;
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<v1::RoundEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::RoundEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class RendezvousService final : public v1::Rendezvous::CallbackService {
+ public:
+  RendezvousService(Rendezvous& rdzv, Timer& timer) : rdzv_(rdzv), timer_(timer) {}
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* req,
+                                 v1::JoinResponse* resp) override {
+    absl::Status s = rdzv_.join(*req, tokenOf(ctx), absl::Now());
+    if (s.ok()) {
+      resp->set_heartbeat_interval_ms(
+          absl::ToInt64Milliseconds(rdzv_.settings().heartbeat_interval));
+      resp->set_heartbeat_timeout_ms(absl::ToInt64Milliseconds(rdzv_.settings().heartbeat_timeout));
+    }
+    return done(ctx, s);
+  }
+  grpc::ServerWriteReactor<v1::RoundEvent>* Watch(grpc::CallbackServerContext* ctx,
+                                                  const v1::WatchRequest* req) override {
+    auto* reactor = new WatchReactor(rdzv_, timer_, req->job_id(), req->agent_id());
+    reactor->start(rdzv_.authorize(req->job_id(), tokenOf(ctx)));
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) override {
+    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    if (s.ok()) {
+      auto round = rdzv_.heartbeat(req->job_id(), req->agent_id(), absl::Now());
+      if (round.ok()) resp->set_round(*round);
+      s = round.status();
+    }
+    return done(ctx, s);
+  }
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
+                                  v1::LeaveResponse* /*resp*/) override {
+    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    if (s.ok()) s = rdzv_.leave(req->job_id(), req->agent_id(), req->reason(), absl::Now());
+    return done(ctx, s);
+  }
+  grpc::ServerUnaryReactor* ReportWorkers(grpc::CallbackServerContext* ctx,
+                                          const v1::WorkerReport* req,
+                                          v1::WorkerReportResponse* /*resp*/) override {
+    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    if (s.ok()) s = rdzv_.report(*req, absl::Now());
+    return done(ctx, s);
+  }
+
+ private:
+  grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+    timer_.kick();  // a join, leave or report may have set an earlier deadline
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(toGrpc(s));
+    return reactor;
+  }
+
+  Rendezvous& rdzv_;
+  Timer& timer_;
+};
+
+// A store call that waits for keys: completed by the KvStore (keys set, deadline) or cancelled
+// by the client going away.
+class StoreWaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  using OnReady = std::function<absl::Status()>;  // runs once the keys exist (fills the response)
+
+  StoreWaitReactor(std::shared_ptr<KvStore> kv, OnReady on_ready)
+      : kv_(std::move(kv)), on_ready_(std::move(on_ready)) {}
+
+  // Deleted by whichever of start() and OnDone() ends last: the wait may complete (and the call
+  // finish) inside waitAsync.
+  void start(const std::vector<std::string>& keys, absl::Time deadline, Timer& timer) {
+    auto id = kv_->waitAsync(keys, deadline, [this](absl::Status s) { complete(std::move(s)); });
+    {
+      absl::MutexLock lock(&mu_);
+      id_ = id;
+      started_ = true;
+    }
+    timer.kick();
+    release();
+  }
+  void OnCancel() override {
+    KvStore::WaitId id = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!started_) return;
+      id = id_;
+    }
+    kv_->cancelWait(id);  // completes with Cancelled if still pending
+  }
+  void OnDone() override { release(); }
+
+ private:
+  void release() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+  void complete(absl::Status s) {
+    if (s.ok()) s = on_ready_();
+    Finish(toGrpc(s));
+  }
+
+  std::shared_ptr<KvStore> kv_;  // shared with the job, which may end while this call waits
+  OnReady on_ready_;
+  std::atomic<int> refs_{2};  // start() and OnDone()
+  absl::Mutex mu_;
+  KvStore::WaitId id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class StoreService final : public v1::Store::CallbackService {
+ public:
+  StoreService(Rendezvous& rdzv, Timer& timer) : rdzv_(rdzv), timer_(timer) {}
+
+  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx, const v1::SetRequest* req,
+                                v1::SetResponse* /*resp*/) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (kv.ok()) (*kv)->set(req->key(), req->value());
+    return done(ctx, kv.status());
+  }
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
+                                v1::GetResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (!kv.ok()) return done(ctx, kv.status());
+    auto* reactor = new StoreWaitReactor(*kv, [kv = *kv, key = req->key(), resp]() {
+      auto v = kv->get(key);
+      if (!v.has_value()) {
+        return absl::NotFoundError(absl::StrCat("store key '", key, "' was deleted"));
+      }
+      resp->set_value(*std::move(v));
+      return absl::OkStatus();
+    });
+    reactor->start({req->key()}, absl::Now() + absl::Milliseconds(req->timeout_ms()), timer_);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Add(grpc::CallbackServerContext* ctx, const v1::AddRequest* req,
+                                v1::AddResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    absl::Status s = kv.status();
+    if (s.ok()) {
+      auto v = (*kv)->add(req->key(), req->delta());
+      if (v.ok()) resp->set_value(*v);
+      s = v.status();
+    }
+    return done(ctx, s);
+  }
+  grpc::ServerUnaryReactor* CompareSet(grpc::CallbackServerContext* ctx,
+                                       const v1::CompareSetRequest* req,
+                                       v1::CompareSetResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (kv.ok()) resp->set_value((*kv)->compareSet(req->key(), req->expected(), req->desired()));
+    return done(ctx, kv.status());
+  }
+  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx, const v1::WaitRequest* req,
+                                 v1::WaitResponse* /*resp*/) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (!kv.ok()) return done(ctx, kv.status());
+    auto* reactor = new StoreWaitReactor(*kv, [] { return absl::OkStatus(); });
+    reactor->start({req->keys().begin(), req->keys().end()},
+                   absl::Now() + absl::Milliseconds(req->timeout_ms()), timer_);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx, const v1::CheckRequest* req,
+                                  v1::CheckResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (kv.ok()) resp->set_ready((*kv)->check({req->keys().begin(), req->keys().end()}));
+    return done(ctx, kv.status());
+  }
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
+                                   v1::DeleteResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (kv.ok()) resp->set_deleted((*kv)->remove(req->key()));
+    return done(ctx, kv.status());
+  }
+  grpc::ServerUnaryReactor* NumKeys(grpc::CallbackServerContext* ctx, const v1::NumKeysRequest* req,
+                                    v1::NumKeysResponse* resp) override {
+    auto kv = storeOf(ctx, req->job_id());
+    if (kv.ok()) resp->set_num_keys((*kv)->numKeys());
+    return done(ctx, kv.status());
+  }
+
+ private:
+  absl::StatusOr<std::shared_ptr<KvStore>> storeOf(grpc::CallbackServerContext* ctx,
+                                                   const std::string& job_id) {
+    if (absl::Status s = rdzv_.authorize(job_id, tokenOf(ctx)); !s.ok()) return s;
+    return rdzv_.store(job_id);
+  }
+  static grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(toGrpc(s));
+    return reactor;
+  }
+
+  Rendezvous& rdzv_;
+  Timer& timer_;
+};
+
+absl::StatusOr<std::string> readFile(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "': cannot be read"));
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class ServerImpl final : public ControlPlaneServer {
+ public:
+  explicit ServerImpl(const ServerOptions& options)
+      : rdzv_(options.rendezvous),
+        timer_(rdzv_),
+        rdzv_service_(rdzv_, timer_),
+        store_service_(rdzv_, timer_) {}
+  ~ServerImpl() override {
+    shutdown();
+    if (server_ != nullptr) server_->Wait();
+  }
+
+  absl::Status init(const ServerOptions& options) {
+    std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+    if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+      if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+        return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+      }
+      auto cert = readFile(options.tls_cert_file, "TLS certificate");
+      if (!cert.ok()) return cert.status();
+      auto key = readFile(options.tls_key_file, "TLS key");
+      if (!key.ok()) return key.status();
+      grpc::SslServerCredentialsOptions ssl;
+      ssl.pem_key_cert_pairs.push_back({*key, *cert});
+      creds = grpc::SslServerCredentials(ssl);
+    }
+    const auto colon = options.listen.rfind(':');
+    if (colon == std::string::npos || colon + 1 == options.listen.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen address '", options.listen, "': expected HOST:PORT"));
+    }
+    grpc::ServerBuilder builder;
+    int bound_port = 0;
+    builder.AddListeningPort(options.listen, creds, &bound_port);
+    builder.RegisterService(&rdzv_service_);
+    builder.RegisterService(&store_service_);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || bound_port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on '", options.listen, "' (address in use or not local?)"));
+    }
+    port_ = bound_port;
+    address_ = absl::StrCat(options.listen.substr(0, colon), ":", bound_port);
+    log().info("control plane listening on {}{}", address_,
+               options.tls_cert_file.empty() ? "" : " (TLS)");
+    return absl::OkStatus();
+  }
+
+  const std::string& address() const override { return address_; }
+  int port() const override { return port_; }
+  Rendezvous& rendezvous() override { return rdzv_; }
+  void wait() override {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&stopping_));
+  }
+  void shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  }
+
+ private:
+  Rendezvous rdzv_;
+  Timer timer_;
+  RendezvousService rdzv_service_;
+  StoreService store_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::start(
+    const ServerOptions& options) {
+  auto server = std::make_unique<ServerImpl>(options);
+  if (absl::Status s = server->init(options); !s.ok()) return s;
+  return server;
+}
+
+}  // namespace gangway::scheduler

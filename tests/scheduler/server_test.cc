@@ -1,0 +1,160 @@
+// The control plane over real gRPC on loopback: the store conformance suite, secrets, and the
+// rendezvous services end to end.
+#include "gangway/scheduler/server.h"
+
+#include <gtest/gtest.h>
+
+#include "gangway/scheduler/client.h"
+#include "gangway/v1/rendezvous.grpc.pb.h"
+
+#include "store_conformance.h"
+#include <grpcpp/grpcpp.h>
+
+namespace gangway::scheduler {
+namespace {
+
+v1::JoinRequest joinRequest(const std::string& job, const std::string& agent, int min, int max) {
+  v1::JoinRequest r;
+  r.set_job_id(job);
+  r.set_agent_id(agent);
+  r.set_address("127.0.0.1");
+  r.set_local_world_size(1);
+  r.set_min_nodes(min);
+  r.set_max_nodes(max);
+  return r;
+}
+
+std::unique_ptr<ControlPlaneServer> startServer() {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  auto server = ControlPlaneServer::start(options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+std::shared_ptr<grpc::Channel> channelTo(const ControlPlaneServer& server) {
+  return *makeChannel({.address = server.address(), .tls_ca_file = ""});
+}
+
+// A server with one job (created by a Join carrying the job's secret); clients present it.
+class GrpcBackend final : public testing::StoreBackend {
+ public:
+  GrpcBackend() : server_(startServer()), channel_(channelTo(*server_)) {
+    auto stub = v1::Rendezvous::NewStub(channel_);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kTokenMetadata, "secret");
+    v1::JoinResponse resp;
+    EXPECT_TRUE(stub->Join(&ctx, joinRequest("job", "creator", 1, 8), &resp).ok());
+  }
+  std::unique_ptr<Store> client() override { return makeGrpcStore(channel_, "job", "secret"); }
+
+ private:
+  std::unique_ptr<ControlPlaneServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+using testing::StoreConformanceTest;
+INSTANTIATE_TEST_SUITE_P(Grpc, StoreConformanceTest,
+                         ::testing::Values(testing::StoreFactory{
+                             "grpc", [] { return std::make_unique<GrpcBackend>(); }}),
+                         [](const auto& p) { return p.param.name; });
+
+TEST(ServerTest, WrongTokenIsRefusedAndChangesNothing) {
+  auto server = startServer();
+  auto channel = channelTo(*server);
+  auto stub = v1::Rendezvous::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kTokenMetadata, "right");
+    v1::JoinResponse resp;
+    ASSERT_TRUE(stub->Join(&ctx, joinRequest("job", "a1", 2, 2), &resp).ok());
+  }
+  auto good = makeGrpcStore(channel, "job", "right");
+  ASSERT_TRUE(good->set("k", "v").ok());
+  for (const std::string token : {"wrong", ""}) {
+    auto bad = makeGrpcStore(channel, "job", token);
+    EXPECT_EQ(bad->set("k", "overwritten").code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(bad->get("k", absl::Seconds(1)).status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(bad->add("n", 1).status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(bad->deleteKey("k").status().code(), absl::StatusCode::kPermissionDenied);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kTokenMetadata, token);
+    v1::JoinResponse resp;
+    EXPECT_EQ(stub->Join(&ctx, joinRequest("job", "intruder", 2, 2), &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(*good->get("k", absl::Seconds(1)), "v");
+  EXPECT_EQ(*good->numKeys(), 1);
+  EXPECT_EQ(server->rendezvous().view("job")->agents, 1);
+}
+
+TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
+  auto server = startServer();
+  auto channel = channelTo(*server);
+  auto stub = v1::Rendezvous::NewStub(channel);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::RoundEvent>>> streams;
+  for (const char* agent : {"a1", "a2", "a3"}) {
+    grpc::ClientContext ctx;
+    v1::JoinResponse resp;
+    ASSERT_TRUE(stub->Join(&ctx, joinRequest("job", agent, 2, 3), &resp).ok());
+    v1::WatchRequest w;
+    w.set_job_id("job");
+    w.set_agent_id(agent);
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Watch(contexts.back().get(), w));
+  }
+  for (int i = 0; i < 3; ++i) {
+    v1::RoundEvent e;
+    ASSERT_TRUE(streams[i]->Read(&e));
+    ASSERT_TRUE(e.has_assignment());
+    EXPECT_EQ(e.assignment().round(), 1);
+    EXPECT_EQ(e.assignment().node_rank(), i);
+    EXPECT_EQ(e.assignment().world_size(), 3);
+  }
+  contexts[2]->TryCancel();  // a3's connection breaks
+  for (int i = 0; i < 2; ++i) {
+    v1::RoundEvent stop, next;
+    ASSERT_TRUE(streams[i]->Read(&stop));
+    EXPECT_TRUE(stop.has_stop()) << stop.DebugString();
+    ASSERT_TRUE(streams[i]->Read(&next));  // after the 1 s last call
+    ASSERT_TRUE(next.has_assignment()) << next.DebugString();
+    EXPECT_EQ(next.assignment().round(), 2);
+    EXPECT_EQ(next.assignment().world_size(), 2);
+  }
+  // Success of both ends the job and closes the streams.
+  for (const char* agent : {"a1", "a2"}) {
+    grpc::ClientContext ctx;
+    v1::WorkerReport r;
+    r.set_job_id("job");
+    r.set_agent_id(agent);
+    r.set_round(2);
+    r.set_succeeded(true);
+    v1::WorkerReportResponse resp;
+    ASSERT_TRUE(stub->ReportWorkers(&ctx, r, &resp).ok());
+  }
+  for (int i = 0; i < 2; ++i) {
+    v1::RoundEvent end;
+    ASSERT_TRUE(streams[i]->Read(&end));
+    EXPECT_TRUE(end.has_job_end() && end.job_end().succeeded()) << end.DebugString();
+    EXPECT_FALSE(streams[i]->Read(&end));
+    EXPECT_TRUE(streams[i]->Finish().ok());
+  }
+  (void)streams[2]->Finish();
+}
+
+TEST(ServerTest, BadListenAddressesAreRefused) {
+  for (const std::string addr : {"nonsense", "127.0.0.1:", "203.0.113.1:0"}) {
+    ServerOptions options;
+    options.listen = addr;
+    auto server = ControlPlaneServer::start(options);
+    EXPECT_FALSE(server.ok()) << addr;
+  }
+  ServerOptions tls;
+  tls.tls_cert_file = "/nonexistent/cert.pem";
+  tls.tls_key_file = "/nonexistent/key.pem";
+  EXPECT_EQ(ControlPlaneServer::start(tls).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace gangway::scheduler
