@@ -8,6 +8,7 @@
 #include "gangway/launcher/run_options.h"
 #include "gangway/launcher/supervisor.h"
 #include "gangway/launcher/worker_env.h"
+#include "gangway/scheduler/cli.h"
 
 namespace {
 
@@ -39,12 +40,19 @@ int main(int argc, char** argv) {
       "run", "Start and supervise the workers of a job on this node (a drop-in for torchrun).");
   run->footer(kRunFooter);
   gangway::launcher::addRunFlags(*run);
+  CLI::App* scheduler = app.add_subcommand(
+      "scheduler",
+      "Run the control plane (rendezvous and job stores) as a daemon that agents reach with "
+      "--rdzv-endpoint; it survives the loss of any agent.");
+  gangway::scheduler::addSchedulerFlags(*scheduler);
 
-  const bool is_run = argc > 1 && std::string(argv[1]) == "run";
-  const char* who = is_run ? "gangway run" : "gangway";
-  if (argc > 1 && argv[1][0] != '-' && !is_run) {
+  const std::string command = argc > 1 ? argv[1] : "";
+  const bool known = command == "run" || command == "scheduler";
+  const std::string who = known ? "gangway " + command : "gangway";
+  if (!command.empty() && command[0] != '-' && !known) {
     std::fprintf(stderr,
-                 "gangway: error: unknown command '%s' (commands: run; see gangway --help)\n",
+                 "gangway: error: unknown command '%s' (commands: run, scheduler; see gangway "
+                 "--help)\n",
                  argv[1]);
     return 2;
   }
@@ -52,10 +60,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", who, e.what(), who);
+    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", who.c_str(), e.what(), who.c_str());
     return 2;
   }
 
+  if (*scheduler) return gangway::scheduler::runScheduler(*scheduler);
   if (*run) {
     const gangway::launcher::EnvMap env = gangway::launcher::currentEnvironment();
     auto options = gangway::launcher::resolveRunOptions(
