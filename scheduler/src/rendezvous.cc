@@ -327,6 +327,7 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
 
   const bool with_layout =
       static_cast<int>(job.members.size()) <= settings_.max_layout_in_assignment;
+  job.pending_assignments.clear();
   for (const auto& node : layout.nodes()) {
     v1::RoundEvent event;
     v1::Assignment* a = event.mutable_assignment();
@@ -340,8 +341,45 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
     a->set_master_addr(layout.nodes(0).address());
     a->set_master_port_key(masterPortKey(job.round));
     a->set_layout_key(layoutKey(job.round));
-    sendLocked(job.agents.at(node.agent_id()), std::move(event));
+    job.pending_assignments.push_back(std::move(event));
   }
+  // Node rank 0 first: it picks MASTER_PORT; the others get theirs when it has.
+  v1::RoundEvent first = job.pending_assignments[0];
+  first.mutable_assignment()->set_choose_master_port(true);
+  sendLocked(job.agents.at(job.members[0]), std::move(first));
+}
+
+absl::Status Rendezvous::publishMasterPort(const v1::MasterPortRequest& req, absl::Time now) {
+  if (req.port() < 1 || req.port() > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("master port ", req.port(), " out of range"));
+  }
+  absl::MutexLock lock(&mu_);
+  Job* job = findLocked(req.job_id());
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", req.job_id(), "'"));
+  auto it = job->agents.find(req.agent_id());
+  if (it != job->agents.end()) it->second.last_seen = now;
+  if (job->ended || req.round() != job->round || !job->round_active ||
+      job->pending_assignments.empty()) {
+    return absl::OkStatus();  // a stale round: nothing to complete
+  }
+  if (job->members.empty() || job->members[0] != req.agent_id()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("agent '", req.agent_id(), "' is not node rank 0 of round ", job->round));
+  }
+  job->store->set(masterPortKey(job->round), absl::StrCat(req.port()));
+  std::vector<v1::RoundEvent> pending = std::move(job->pending_assignments);
+  job->pending_assignments.clear();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    pending[i].mutable_assignment()->set_master_port(req.port());
+    if (i == 0) {
+      // Node rank 0 already acts on its assignment; record the completed one for a replay.
+      Agent& a = job->agents.at(job->members[0]);
+      a.last_event = std::move(pending[i]);
+      continue;
+    }
+    sendLocked(job->agents.at(job->members[i]), std::move(pending[i]));
+  }
+  return absl::OkStatus();
 }
 
 void Rendezvous::endJobLocked(Job& job, bool succeeded, const std::string& reason, absl::Time now) {

@@ -206,6 +206,13 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
     if (s.ok()) s = rdzv_.leave(req->job_id(), req->agent_id(), req->reason(), absl::Now());
     return done(ctx, s);
   }
+  grpc::ServerUnaryReactor* PublishMasterPort(grpc::CallbackServerContext* ctx,
+                                              const v1::MasterPortRequest* req,
+                                              v1::MasterPortResponse* /*resp*/) override {
+    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    if (s.ok()) s = rdzv_.publishMasterPort(*req, absl::Now());
+    return done(ctx, s);
+  }
   grpc::ServerUnaryReactor* ReportWorkers(grpc::CallbackServerContext* ctx,
                                           const v1::WorkerReport* req,
                                           v1::WorkerReportResponse* /*resp*/) override {

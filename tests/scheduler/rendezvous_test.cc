@@ -43,6 +43,18 @@ class RendezvousTest : public ::testing::Test {
         now_);
     ASSERT_TRUE(h.ok()) << h.status();
     handles_[agent] = *h;
+    settle();
+  }
+  // Plays node rank 0's agent: publishes the MASTER_PORT of a round that waits for it.
+  void settle() {
+    auto v = rdzv_.view("job");
+    if (!v.ok() || v->round == 0 || v->ended || v->members.empty()) return;
+    v1::MasterPortRequest req;
+    req.set_job_id("job");
+    req.set_agent_id(v->members[0]);
+    req.set_round(v->round);
+    req.set_port(static_cast<int>(20000 + v->round));
+    ASSERT_TRUE(rdzv_.publishMasterPort(req, now_).ok());
   }
   void advance(absl::Duration d) {
     now_ += d;
@@ -51,6 +63,7 @@ class RendezvousTest : public ::testing::Test {
       if (!silent_.contains(agent)) (void)rdzv_.heartbeat("job", agent, now_);
     }
     rdzv_.tick(now_);
+    settle();
   }
   const v1::RoundEvent& last(const std::string& agent) { return events_[agent].back(); }
   Rendezvous::JobView view() { return *rdzv_.view("job"); }
@@ -77,12 +90,48 @@ TEST_F(RendezvousTest, RoundFormsAtMaxAtOnce) {
     EXPECT_EQ(a.master_addr(), "10.0.0.1");
     EXPECT_EQ(a.nodes_size(), 4);
     EXPECT_EQ(a.master_port_key(), masterPortKey(1));
+    if (i > 0) EXPECT_EQ(a.master_port(), 20001);
   }
   // The full layout is in the store too.
   auto store = *rdzv_.store("job");
   v1::RoundLayout layout;
   ASSERT_TRUE(layout.ParseFromString(*store->get(layoutKey(1))));
   EXPECT_EQ(layout.nodes_size(), 4);
+}
+
+TEST_F(RendezvousTest, NodeRankZeroChoosesTheMasterPortBeforeTheOthersHearOfTheRound) {
+  ASSERT_TRUE(rdzv_.join(joinRequest("a1", 2, 2, 2), "", now_).ok());
+  ASSERT_TRUE(rdzv_.join(joinRequest("a2", 2, 2, 2), "", now_).ok());
+  std::vector<v1::RoundEvent> e1, e2;
+  ASSERT_TRUE(rdzv_
+                  .watch(
+                      "job", "a1", [&](const v1::RoundEvent& e) { e1.push_back(e); }, now_)
+                  .ok());
+  ASSERT_TRUE(rdzv_
+                  .watch(
+                      "job", "a2", [&](const v1::RoundEvent& e) { e2.push_back(e); }, now_)
+                  .ok());
+  ASSERT_EQ(e1.size(), 1u);
+  EXPECT_TRUE(e1[0].assignment().choose_master_port());
+  EXPECT_TRUE(e2.empty());
+  v1::MasterPortRequest req;
+  req.set_job_id("job");
+  req.set_agent_id("a2");  // not node rank 0
+  req.set_round(1);
+  req.set_port(41000);
+  EXPECT_EQ(rdzv_.publishMasterPort(req, now_).code(), absl::StatusCode::kPermissionDenied);
+  req.set_agent_id("a1");
+  req.set_port(0);
+  EXPECT_EQ(rdzv_.publishMasterPort(req, now_).code(), absl::StatusCode::kInvalidArgument);
+  req.set_port(41000);
+  ASSERT_TRUE(rdzv_.publishMasterPort(req, now_).ok());
+  ASSERT_EQ(e2.size(), 1u);
+  EXPECT_EQ(e2[0].assignment().master_port(), 41000);
+  EXPECT_FALSE(e2[0].assignment().choose_master_port());
+  EXPECT_EQ(*(*rdzv_.store("job"))->get(masterPortKey(1)), "41000");
+  req.set_round(0);  // stale: ignored
+  EXPECT_TRUE(rdzv_.publishMasterPort(req, now_).ok());
+  EXPECT_EQ(e2.size(), 1u);
 }
 
 TEST_F(RendezvousTest, BetweenMinAndMaxTheRoundWaitsForTheLastCall) {
@@ -180,6 +229,7 @@ TEST_F(RendezvousTest, AgentsBeyondMaxWaitAsStandbysAndReplaceALostOne) {
   EXPECT_TRUE(events_["a3"].empty());
   ASSERT_TRUE(rdzv_.leave("job", "a1", "SIGTERM", now_).ok());
   handles_.erase("a1");
+  settle();
   EXPECT_EQ(view().round, 2);  // at MAX again: at once
   EXPECT_EQ(view().members, (std::vector<std::string>{"a2", "a3"}));
   EXPECT_EQ(last("a3").assignment().node_rank(), 1);
@@ -209,6 +259,7 @@ TEST_F(RendezvousTest, WorkerFailureRestartsEveryoneUntilRestartsAreSpent) {
   failed.set_round(1);
   failed.set_failure("rank 3 exited with code 1");
   ASSERT_TRUE(rdzv_.report(failed, now_).ok());
+  settle();
   ASSERT_EQ(view().round, 2);  // at once, no last call
   EXPECT_EQ(last("a1").assignment().restart_count(), 1);
   ASSERT_TRUE(rdzv_.report(failed, now_).ok());  // a stale report (round 1) changes nothing

@@ -104,6 +104,16 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
     streams.push_back(stub->Watch(contexts.back().get(), w));
   }
+  auto publish = [&](int64_t round, const char* agent) {
+    grpc::ClientContext ctx;
+    v1::MasterPortRequest req;
+    req.set_job_id("job");
+    req.set_agent_id(agent);
+    req.set_round(round);
+    req.set_port(40000 + static_cast<int>(round));
+    v1::MasterPortResponse resp;
+    ASSERT_TRUE(stub->PublishMasterPort(&ctx, req, &resp).ok());
+  };
   for (int i = 0; i < 3; ++i) {
     v1::RoundEvent e;
     ASSERT_TRUE(streams[i]->Read(&e));
@@ -111,6 +121,9 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
     EXPECT_EQ(e.assignment().round(), 1);
     EXPECT_EQ(e.assignment().node_rank(), i);
     EXPECT_EQ(e.assignment().world_size(), 3);
+    EXPECT_EQ(e.assignment().choose_master_port(), i == 0);
+    if (i == 0) publish(1, "a1");
+    if (i > 0) EXPECT_EQ(e.assignment().master_port(), 40001);
   }
   contexts[2]->TryCancel();  // a3's connection breaks
   for (int i = 0; i < 2; ++i) {
@@ -119,6 +132,7 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
     EXPECT_TRUE(stop.has_stop()) << stop.DebugString();
     ASSERT_TRUE(streams[i]->Read(&next));  // after the 1 s last call
     ASSERT_TRUE(next.has_assignment()) << next.DebugString();
+    if (i == 0) publish(2, "a1");
     EXPECT_EQ(next.assignment().round(), 2);
     EXPECT_EQ(next.assignment().world_size(), 2);
   }

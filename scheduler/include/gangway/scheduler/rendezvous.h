@@ -74,6 +74,8 @@ class Rendezvous {
   absl::Status leave(const std::string& job_id, const std::string& agent_id,
                      const std::string& reason, absl::Time now);
   absl::Status report(const v1::WorkerReport& report, absl::Time now);
+  // From node rank 0's agent: the round's MASTER_PORT; completes every member's assignment.
+  absl::Status publishMasterPort(const v1::MasterPortRequest& req, absl::Time now);
 
   // Applies every deadline at or before `now`; returns the next deadline.
   absl::Time tick(absl::Time now);
@@ -116,7 +118,8 @@ class Rendezvous {
     int64_t join_counter = 0;
     int64_t round = 0;
     int restart_count = 0;
-    std::vector<std::string> members;  // current round, by node rank
+    std::vector<std::string> members;                 // current round, by node rank
+    std::vector<v1::RoundEvent> pending_assignments;  // by node rank, until the port is known
     std::vector<std::string> succeeded;
     bool round_active = false;  // members are running (not stopped, waiting for the next round)
     bool restart_pending = false;
