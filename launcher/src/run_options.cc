@@ -4,7 +4,9 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include <sys/stat.h>
 
@@ -14,6 +16,7 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
 #include <absl/strings/str_split.h>
+#include <absl/strings/strip.h>
 
 #include "gangway/common/status.h"
 
@@ -157,6 +160,55 @@ std::string randomRunId() {
   return absl::StrFormat("%08x-%04x-%04x-%04x-%04x%08x", dist(rd), dist(rd) & 0xffff,
                          (dist(rd) & 0x0fff) | 0x4000, (dist(rd) & 0x3fff) | 0x8000,
                          dist(rd) & 0xffff, dist(rd));
+}
+
+// --rdzv-conf keys: gangway's own, and torchrun's that have no meaning here (accepted).
+absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
+  static constexpr absl::string_view kIgnored[] = {
+      "timeout",    "read_timeout",        "close_timeout",         "is_host",
+      "store_type", "keep_alive_interval", "keep_alive_max_attempt"};
+  for (const auto& [key, value] : o.rdzv_conf) {
+    auto seconds = [&](double* out) -> absl::Status {
+      if (!absl::SimpleAtod(value, out) || !(*out > 0) || *out > 1e7) {
+        return invalid(raw, "rdzv-conf", absl::StrCat(key, "= a positive number of seconds"));
+      }
+      return absl::OkStatus();
+    };
+    if (key == "join_timeout") {
+      GW_RETURN_IF_ERROR(seconds(&o.join_timeout_s));
+    } else if (key == "last_call_timeout") {
+      GW_RETURN_IF_ERROR(seconds(&o.last_call_timeout_s));
+    } else if (key == "heartbeat_timeout") {
+      GW_RETURN_IF_ERROR(seconds(&o.heartbeat_timeout_s));
+    } else if (key == "token_file") {
+      o.token_file = value;
+      std::ifstream in(value);
+      if (!in) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--rdzv-conf token_file='", value, "': cannot be read"));
+      }
+      std::stringstream content;
+      content << in.rdbuf();
+      o.token = std::string(absl::StripTrailingAsciiWhitespace(content.str()));
+      if (o.token.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--rdzv-conf token_file='", value, "': the file is empty"));
+      }
+    } else if (key == "tls_ca") {
+      o.tls_ca_file = value;
+    } else if (key == "tls_cert") {
+      o.tls_cert_file = value;
+    } else if (key == "tls_key") {
+      o.tls_key_file = value;
+    } else if (std::find(std::begin(kIgnored), std::end(kIgnored), key) == std::end(kIgnored)) {
+      return invalid(raw, "rdzv-conf",
+                     absl::StrCat("known keys (join_timeout, last_call_timeout, "
+                                  "heartbeat_timeout, token_file, tls_ca, tls_cert, tls_key), "
+                                  "not '",
+                                  key, "'"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> resolveNproc(const RawRunFlags& raw, const HostInfo& host) {
@@ -363,10 +415,6 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
   if (o.standalone && o.nnodes_max != 1) {
     return invalid(raw, "nnodes", "1 with --standalone, which runs a single node");
   }
-  if (o.nnodes_max != 1) {
-    return invalid(raw, "nnodes",
-                   "1: this version of gangway runs single-node jobs (--standalone or --nnodes 1)");
-  }
   GW_ASSIGN_OR_RETURN(o.nproc_per_node, resolveNproc(raw, host));
 
   o.rdzv_backend = raw.values.at("rdzv-backend");
@@ -383,8 +431,26 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
       o.rdzv_conf[kv.first] = kv.second;
     }
   }
+  GW_RETURN_IF_ERROR(resolveRdzvConf(raw, o));
+  if (o.standalone) {
+    o.rdzv_mode = RdzvMode::kStandalone;
+  } else if (o.rdzv_backend != "static" && !o.rdzv_endpoint.empty()) {
+    o.rdzv_mode = RdzvMode::kEndpoint;
+  } else if (o.nnodes_max > 1) {
+    if (o.rdzv_backend == "static") {
+      return invalid(raw, "rdzv-backend",
+                     "c10d or gangway with --rdzv-endpoint for a multi-node job (static "
+                     "multi-node rendezvous is not supported)");
+    }
+    return absl::InvalidArgumentError(absl::StrCat("--nnodes ", raw.values.at("nnodes"),
+                                                   " needs --rdzv-endpoint HOST:PORT (a `gangway "
+                                                   "scheduler` or one of the agents)"));
+  }
   const std::string& id = raw.values.at("rdzv-id");
-  o.run_id = (o.standalone || id.empty() || id == "none") ? randomRunId() : id;
+  // Agents of one multi-node job must agree on its id; a single node may make one up.
+  o.run_id = (o.standalone || ((id.empty() || id == "none") && o.rdzv_mode == RdzvMode::kLocal))
+                 ? randomRunId()
+                 : id;
   if (o.run_id.find('/') != std::string::npos) {
     return invalid(raw, "rdzv-id", "an id without '/'");
   }
@@ -407,6 +473,7 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
                         intFlag(raw, "master-port", 0, 65535, "a TCP port (0 to 65535)"));
   }
   const std::string& local_addr = raw.values.at("local-addr");
+  o.local_addr = local_addr;
   o.master_addr = !local_addr.empty() ? local_addr : raw.values.at("master-addr");
   if (o.master_addr.empty()) return invalid(raw, "master-addr", "a host name or address");
 

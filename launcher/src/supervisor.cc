@@ -4,14 +4,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -24,9 +28,12 @@
 #include "gangway/launcher/line_prefixer.h"
 #include "gangway/launcher/restart_policy.h"
 #include "gangway/launcher/worker_env.h"
+#include "gangway/scheduler/server.h"
 
 #include "process.h"
+#include "rendezvous_client.h"
 #include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -43,7 +50,8 @@ Logger& log() {
 constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 constexpr uint64_t kSignalTag = 0;
 constexpr uint64_t kTimerTag = 1;
-constexpr uint64_t kStreamTagBase = 2;  // + 2 * worker index + (0 stdout | 1 stderr)
+constexpr uint64_t kRdzvTag = 2;
+constexpr uint64_t kStreamTagBase = 3;  // + 2 * worker index + (0 stdout | 1 stderr)
 
 int64_t nowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -58,6 +66,22 @@ void writeAll(int fd, std::string_view data) {
     if (n <= 0) return;  // the reader went away; the job goes on
     data.remove_prefix(static_cast<std::size_t>(n));
   }
+}
+
+// Whether `host` (a name or an address) is one of this machine's addresses: binding to it works.
+bool isLocalAddress(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), "0", &hints, &res) != 0) return false;
+  bool local = false;
+  for (addrinfo* r = res; r != nullptr && !local; r = r->ai_next) {
+    Fd sock(::socket(r->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    local = sock.valid() && ::bind(sock.get(), r->ai_addr, r->ai_addrlen) == 0;
+  }
+  ::freeaddrinfo(res);
+  return local;
 }
 
 // One of a worker's output streams as the agent sees it.
@@ -88,7 +112,14 @@ class SupervisorImpl final : public Supervisor {
   int run() override;
 
  private:
-  absl::Status startWorkers(int restart);
+  int runLocal();
+  int runRendezvous();
+  absl::Status connectRendezvous();
+  // Waits, with no workers running, for the next rendezvous event or a stop signal.
+  std::variant<ClientEvent, int> waitIdle();
+  void takeRendezvousEvents(bool& stopping, bool& killed);
+  RoundInfo roundFromAssignment(const v1::Assignment& a) const;
+  absl::Status startWorkers(const RoundInfo& round);
   absl::Status openStream(Worker& w, int which, const fs::path& dir, int* child_fd,
                           Fd* child_owned);
   void monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>& failures);
@@ -112,7 +143,14 @@ class SupervisorImpl final : public Supervisor {
   Fd timer_fd_;
   std::unique_ptr<Watchdog> watchdog_;
   std::vector<Worker> workers_;
+  int attempt_ = 0;  // local attempts so far (log directories attempt_N)
   bool cleaned_ = false;
+  // Rendezvous mode.
+  std::unique_ptr<scheduler::ControlPlaneServer> server_;  // host mode
+  std::unique_ptr<RendezvousClient> client_;
+  std::string endpoint_;
+  std::deque<ClientEvent> pending_;  // events that arrived while workers ran
+  int64_t current_round_ = 0;
 };
 
 absl::Status SupervisorImpl::init() {
@@ -219,27 +257,16 @@ absl::Status SupervisorImpl::openStream(Worker& w, int which, const fs::path& di
   return absl::OkStatus();
 }
 
-absl::Status SupervisorImpl::startWorkers(int restart) {
-  RoundInfo round;
-  round.round = restart;
-  round.restart_count = restart;
-  round.master_addr = options_.master_addr;
-  if (options_.master_port != 0) {
-    round.master_port = options_.master_port;
-  } else {
-    GW_ASSIGN_OR_RETURN(round.master_port, pickFreePort(options_.master_addr));
-  }
-  round.group_rank = options_.node_rank;
-  round.group_world_size = options_.nnodes_max;
-  round.world_size = options_.nproc_per_node * options_.nnodes_max;
-  round.rank_offset = options_.node_rank * options_.nproc_per_node;
-
-  const fs::path attempt_dir = log_root_ / absl::StrCat("attempt_", restart);
+absl::Status SupervisorImpl::startWorkers(const RoundInfo& round) {
+  const fs::path attempt_dir = log_root_ / absl::StrCat("attempt_", attempt_++);
   workers_.clear();
   workers_.resize(options_.nproc_per_node);
-  log().info("starting {} worker{} (run id {}, restart {}/{}, MASTER_ADDR={} MASTER_PORT={})",
-             workers_.size(), workers_.size() == 1 ? "" : "s", options_.run_id, restart,
-             options_.max_restarts, round.master_addr, round.master_port);
+  log().info(
+      "starting {} worker{} (run id {}, round {}, ranks {}-{} of {}, restart {}/{}, "
+      "MASTER_ADDR={} MASTER_PORT={})",
+      workers_.size(), workers_.size() == 1 ? "" : "s", options_.run_id, round.round,
+      round.rank_offset, round.rank_offset + options_.nproc_per_node - 1, round.world_size,
+      round.restart_count, options_.max_restarts, round.master_addr, round.master_port);
   for (int lr = 0; lr < options_.nproc_per_node; ++lr) {
     Worker& w = workers_[lr];
     w.local_rank = lr;
@@ -411,6 +438,8 @@ void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>
             armDeadline(options_.grace_period_s);
           }
         }
+      } else if (tag == kRdzvTag) {
+        takeRendezvousEvents(stopping, killed);
       } else if (tag == kTimerTag) {
         uint64_t expirations = 0;
         (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
@@ -459,6 +488,8 @@ void SupervisorImpl::cleanup() {
   if (cleaned_) return;
   cleaned_ = true;
   if (!workers_.empty()) stopAndReap();
+  client_.reset();  // stops its threads
+  server_.reset();  // host mode: the rendezvous ends with this agent
   // Descendants that escaped their process group and were re-parented here.
   const pid_t watchdog_pid = watchdog_ != nullptr ? watchdog_->pid() : -1;
   for (int pass = 0; pass < 8; ++pass) {
@@ -477,10 +508,30 @@ void SupervisorImpl::cleanup() {
 
 int SupervisorImpl::run() {
   if (keep_logs_) log().info("worker logs and error files: {}", log_root_.string());
+  const int code = options_.rdzv_mode == RdzvMode::kLocal ? runLocal() : runRendezvous();
+  cleanup();
+  return code;
+}
+
+int SupervisorImpl::runLocal() {
   for (int restart = 0;; ++restart) {
-    if (absl::Status st = startWorkers(restart); !st.ok()) {
+    RoundInfo round;
+    round.round = restart;
+    round.restart_count = restart;
+    round.master_addr = options_.master_addr;
+    round.master_port = options_.master_port;
+    if (round.master_port == 0) {
+      auto port = pickFreePort(options_.master_addr);
+      if (!port.ok()) {
+        std::fprintf(stderr, "gangway run: error: %s\n",
+                     std::string(port.status().message()).c_str());
+        return 2;
+      }
+      round.master_port = *port;
+    }
+    round.world_size = options_.nproc_per_node;
+    if (absl::Status st = startWorkers(round); !st.ok()) {
       std::fprintf(stderr, "gangway run: error: %s\n", std::string(st.message()).c_str());
-      cleanup();
       return 2;
     }
     AttemptOutcome outcome;
@@ -489,7 +540,6 @@ int SupervisorImpl::run() {
     const Decision decision = decide(outcome, restart, options_.max_restarts);
     switch (decision) {
       case Decision::kSucceed:
-        cleanup();
         return 0;
       case Decision::kRestart: {
         const WorkerFailure& f = failures[rootCauseIndex(failures)];
@@ -497,17 +547,215 @@ int SupervisorImpl::run() {
                    describeExit(f.wait_status), restart + 1, options_.max_restarts);
         continue;
       }
-      case Decision::kFail: {
-        if (!failures.empty()) {
-          writeAll(2, formatFailureSummary(options_.script, host_, failures));
-        }
-        cleanup();
+      case Decision::kFail:
+        if (!failures.empty()) writeAll(2, formatFailureSummary(options_.script, host_, failures));
         return jobExitCode(decision, outcome);
-      }
       case Decision::kStopBySignal:
         log().warn("workers stopped after SIG{}", sigabbrev_np(*outcome.agent_signal));
-        cleanup();
         return jobExitCode(decision, outcome);
+    }
+  }
+}
+
+absl::Status SupervisorImpl::connectRendezvous() {
+  RendezvousClientOptions c;
+  c.job_id = options_.run_id;
+  c.agent_id = absl::StrCat(host_, "-", ::getpid(), "-", options_.run_id.substr(0, 8),
+                            std::random_device()());
+  c.local_world_size = options_.nproc_per_node;
+  c.min_nodes = options_.nnodes_min;
+  c.max_nodes = options_.nnodes_max;
+  c.max_restarts = options_.max_restarts;
+  c.token = options_.token;
+  c.tls_ca_file = options_.tls_ca_file;
+  c.join_timeout = absl::Seconds(options_.join_timeout_s);
+
+  scheduler::ServerOptions server;
+  server.rendezvous.join_timeout = absl::Seconds(options_.join_timeout_s);
+  server.rendezvous.last_call = absl::Seconds(options_.last_call_timeout_s);
+  server.rendezvous.heartbeat_timeout = absl::Seconds(options_.heartbeat_timeout_s);
+  server.rendezvous.heartbeat_interval =
+      std::min(absl::Seconds(1), absl::Seconds(options_.heartbeat_timeout_s) / 3);
+  server.tls_cert_file = options_.tls_cert_file;
+  server.tls_key_file = options_.tls_key_file;
+  if (options_.rdzv_mode == RdzvMode::kStandalone) {
+    server.listen = "127.0.0.1:0";
+    auto s = scheduler::ControlPlaneServer::start(server);
+    if (!s.ok()) return s.status();
+    server_ = *std::move(s);
+    endpoint_ = server_->address();
+    c.address = "127.0.0.1";
+  } else {
+    GW_ASSIGN_OR_RETURN(auto hp, splitHostPort(options_.rdzv_endpoint, 29400));
+    const bool v6 = hp.first.find(':') != std::string::npos;
+    endpoint_ =
+        v6 ? absl::StrCat("[", hp.first, "]:", hp.second) : absl::StrCat(hp.first, ":", hp.second);
+    if (!options_.local_addr.empty()) {
+      c.address = options_.local_addr;
+    } else {
+      GW_ASSIGN_OR_RETURN(c.address, routeAddressTo(endpoint_));
+    }
+    // Host mode: the endpoint is one of this machine's addresses and nobody serves it yet.
+    if (isLocalAddress(hp.first)) {
+      server.listen = endpoint_;
+      if (auto s = scheduler::ControlPlaneServer::start(server); s.ok()) {
+        server_ = *std::move(s);
+        log().info("hosting the rendezvous of job {} at {}", options_.run_id, endpoint_);
+      }
+    }
+  }
+  c.endpoint = endpoint_;
+  GW_ASSIGN_OR_RETURN(client_, RendezvousClient::connect(c));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kRdzvTag;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, client_->eventFd(), &ev) != 0) {
+    return GW_ERRNO("epoll_ctl");
+  }
+  if (options_.rdzv_mode == RdzvMode::kStandalone) return absl::OkStatus();
+  log().info("joined job {} at {} as {} ({} workers, --nnodes {}:{})", options_.run_id, endpoint_,
+             c.address, options_.nproc_per_node, options_.nnodes_min, options_.nnodes_max);
+  return absl::OkStatus();
+}
+
+void SupervisorImpl::takeRendezvousEvents(bool& stopping, bool& killed) {
+  (void)killed;
+  while (auto e = client_->next()) {
+    const bool same_round = e->event.has_value() && e->event->has_assignment() &&
+                            e->event->assignment().round() == current_round_;
+    if (same_round) continue;  // a replay of the round the workers run
+    pending_.push_back(std::move(*e));
+    if (!stopping) {
+      log().info("rendezvous: {}; stopping the workers",
+                 pending_.back().event.has_value()
+                     ? (pending_.back().event->has_assignment() ? "a new round"
+                        : pending_.back().event->has_stop() ? pending_.back().event->stop().reason()
+                                                            : "the job ended")
+                     : pending_.back().lost);
+      stopping = true;
+      signalWorkers(SIGTERM);
+      armDeadline(options_.grace_period_s);
+    }
+  }
+}
+
+std::variant<ClientEvent, int> SupervisorImpl::waitIdle() {
+  for (;;) {
+    if (!pending_.empty()) {
+      ClientEvent e = std::move(pending_.front());
+      pending_.pop_front();
+      return e;
+    }
+    if (auto e = client_->next()) return *std::move(e);
+    epoll_event events[8];
+    const int n = ::epoll_wait(epoll_.get(), events, 8, -1);
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 != kSignalTag) continue;
+      signalfd_siginfo si{};
+      while (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si)) {
+        const int sig = static_cast<int>(si.ssi_signo);
+        if (sig == SIGCHLD) {
+          std::vector<WorkerFailure> ignored;
+          reapChildren(true, ignored);
+        } else {
+          return sig;
+        }
+      }
+    }
+  }
+}
+
+RoundInfo SupervisorImpl::roundFromAssignment(const v1::Assignment& a) const {
+  RoundInfo round;
+  round.round = static_cast<int>(a.round());
+  round.restart_count = a.restart_count();
+  round.master_addr = a.master_addr();
+  round.master_port = a.master_port();
+  round.group_rank = a.node_rank();
+  round.group_world_size = a.num_nodes();
+  round.world_size = a.world_size();
+  round.rank_offset = a.rank_offset();
+  round.store = endpoint_;
+  return round;
+}
+
+int SupervisorImpl::runRendezvous() {
+  if (absl::Status s = connectRendezvous(); !s.ok()) {
+    std::fprintf(stderr, "gangway run: error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  int last_local_failure = 0;  // exit code of this node's last worker failure
+  for (;;) {
+    auto next = waitIdle();
+    if (const int* sig = std::get_if<int>(&next)) {
+      log().warn("received SIG{}: leaving the job", sigabbrev_np(*sig));
+      (void)client_->leave(absl::StrCat("SIG", sigabbrev_np(*sig)));
+      return 128 + *sig;
+    }
+    ClientEvent& e = std::get<ClientEvent>(next);
+    if (!e.event.has_value()) {
+      std::fprintf(stderr, "gangway run: error: %s\n", e.lost.c_str());
+      return 1;
+    }
+    if (e.event->has_stop()) continue;  // no workers run: wait for the next round
+    if (e.event->has_job_end()) {
+      const v1::JobEnd& end = e.event->job_end();
+      if (end.succeeded()) {
+        log().debug("job {} succeeded: {}", options_.run_id, end.reason());
+        return 0;
+      }
+      std::fprintf(stderr, "gangway run: job %s failed: %s\n", options_.run_id.c_str(),
+                   end.reason().c_str());
+      return last_local_failure != 0 ? last_local_failure : 1;
+    }
+    // An assignment. Skip it if a newer event is already waiting.
+    if (!pending_.empty()) continue;
+    v1::Assignment a = e.event->assignment();
+    if (a.choose_master_port()) {
+      const std::string addr = options_.master_port != 0 ? "" : a.master_addr();
+      int port = options_.master_port;
+      if (port == 0) {
+        auto picked = pickFreePort(addr);
+        if (!picked.ok()) {
+          std::fprintf(stderr, "gangway run: error: %s\n",
+                       std::string(picked.status().message()).c_str());
+          return 1;
+        }
+        port = *picked;
+      }
+      if (absl::Status s = client_->publishMasterPort(a.round(), port); !s.ok()) {
+        log().warn("could not publish MASTER_PORT for round {}: {}", a.round(),
+                   std::string(s.message()));
+        continue;
+      }
+      a.set_master_port(port);
+    }
+    current_round_ = a.round();
+    if (absl::Status st = startWorkers(roundFromAssignment(a)); !st.ok()) {
+      std::fprintf(stderr, "gangway run: error: %s\n", std::string(st.message()).c_str());
+      (void)client_->leave("its workers could not be started");
+      return 2;
+    }
+    AttemptOutcome outcome;
+    std::vector<WorkerFailure> failures;
+    monitor(outcome, failures);
+    if (outcome.agent_signal.has_value()) {
+      log().warn("workers stopped after SIG{}; leaving the job",
+                 sigabbrev_np(*outcome.agent_signal));
+      (void)client_->leave(absl::StrCat("SIG", sigabbrev_np(*outcome.agent_signal)));
+      return 128 + *outcome.agent_signal;
+    }
+    if (!pending_.empty()) continue;  // stopped for a rendezvous event: handle it next
+    if (!failures.empty()) {
+      const WorkerFailure& f = failures[rootCauseIndex(failures)];
+      last_local_failure = exitCodeOf(f.wait_status);
+      writeAll(2, formatFailureSummary(options_.script, host_, failures));
+      const std::string line = absl::StrCat(
+          "rank ", f.rank, " on ", host_, " failed with ", describeExit(f.wait_status),
+          f.report.has_value() && !f.report->message.empty() ? ": " + f.report->message : "");
+      (void)client_->report(a.round(), false, line);
+    } else {
+      (void)client_->report(a.round(), true, "");
     }
   }
 }

@@ -86,8 +86,8 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
     created->max_restarts = req.max_restarts();
     job = created.get();
     jobs_[req.job_id()] = std::move(created);
-    log().info("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
-               req.agent_id(), nnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
+    log().debug("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
+                req.agent_id(), nnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
   }
   if (!constantTimeEquals(job->token, token)) {
     return absl::PermissionDeniedError(
@@ -113,8 +113,8 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
   if (!inserted) return absl::OkStatus();  // a retried Join
   agent.info = req;
   agent.join_seq = job->join_counter++;
-  log().info("job {}: agent {} joined from {} with {} workers ({} agents)", job->id, req.agent_id(),
-             req.address(), req.local_world_size(), job->agents.size());
+  log().debug("job {}: agent {} joined from {} with {} workers ({} agents)", job->id,
+              req.agent_id(), req.address(), req.local_world_size(), job->agents.size());
   evaluateLocked(*job, now);
   return absl::OkStatus();
 }
@@ -322,8 +322,8 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
     offset += a.info.local_world_size();
   }
   job.store->set(layoutKey(job.round), layout.SerializeAsString());
-  log().info("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
-             job.members.size(), offset, job.restart_count);
+  log().debug("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
+              job.members.size(), offset, job.restart_count);
 
   const bool with_layout =
       static_cast<int>(job.members.size()) <= settings_.max_layout_in_assignment;
@@ -389,7 +389,7 @@ void Rendezvous::endJobLocked(Job& job, bool succeeded, const std::string& reaso
   job.end.set_succeeded(succeeded);
   job.end.set_reason(reason);
   if (succeeded) {
-    log().info("job {}: succeeded: {}", job.id, reason);
+    log().debug("job {}: succeeded: {}", job.id, reason);
   } else {
     log().error("job {}: failed: {}", job.id, reason);
   }

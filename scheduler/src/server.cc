@@ -422,8 +422,8 @@ class ServerImpl final : public ControlPlaneServer {
     }
     port_ = bound_port;
     address_ = absl::StrCat(options.listen.substr(0, colon), ":", bound_port);
-    log().info("control plane listening on {}{}", address_,
-               options.tls_cert_file.empty() ? "" : " (TLS)");
+    log().debug("control plane listening on {}{}", address_,
+                options.tls_cert_file.empty() ? "" : " (TLS)");
     return absl::OkStatus();
   }
 

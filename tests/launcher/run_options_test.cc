@@ -128,6 +128,15 @@ TEST_F(RunOptionsTest, BadValuesNameTheInputAndWhatWasExpected) {
   EXPECT_NE(error({"--grace-period", "soon", script_}).find("--grace-period"), std::string::npos);
   EXPECT_NE(error({"--standalone", "--nnodes", "2", script_}).find("single node"),
             std::string::npos);
+  EXPECT_NE(error({"--nnodes", "2", script_}).find("static multi-node"), std::string::npos);
+  EXPECT_NE(error({"--nnodes", "2", "--rdzv-backend", "c10d", script_}).find("--rdzv-endpoint"),
+            std::string::npos);
+  EXPECT_NE(error({"--rdzv-conf", "tokenfile=/x", script_}).find("not 'tokenfile'"),
+            std::string::npos);
+  EXPECT_NE(error({"--rdzv-conf", "token_file=/nonexistent/token", script_}).find("cannot be read"),
+            std::string::npos);
+  EXPECT_NE(error({"--rdzv-conf", "join_timeout=0", script_}).find("join_timeout="),
+            std::string::npos);
   env_["PET_NPROC_PER_NODE"] = "many";
   EXPECT_EQ(error({script_}),
             "invalid PET_NPROC_PER_NODE 'many': expected a positive integer, 'auto', 'cpu' or "
@@ -187,12 +196,36 @@ TEST_F(RunOptionsTest, OutputRouting) {
   EXPECT_EQ(o->console, (std::vector<bool>{true, false, true}));
 }
 
+TEST_F(RunOptionsTest, RendezvousModes) {
+  EXPECT_EQ(parse({script_})->rdzv_mode, RdzvMode::kLocal);
+  EXPECT_EQ(parse({"--standalone", script_})->rdzv_mode, RdzvMode::kStandalone);
+  auto o = parse({"--nnodes", "2:4", "--rdzv-backend", "c10d", "--rdzv-endpoint", "10.0.0.1:29400",
+                  "--rdzv-id", "job9", script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_mode, RdzvMode::kEndpoint);
+  EXPECT_EQ(o->nnodes_min, 2);
+  EXPECT_EQ(o->nnodes_max, 4);
+  EXPECT_EQ(o->run_id, "job9");
+  // Kubeflow's single-node PyTorchJob: c10d with an endpoint from PET_*.
+  env_["PET_RDZV_BACKEND"] = "c10d";
+  env_["PET_RDZV_ENDPOINT"] = "master:29400";
+  o = parse({script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_mode, RdzvMode::kEndpoint);
+  EXPECT_EQ(o->run_id, "none");  // as torchrun: every agent of the job must agree on it
+}
+
 TEST_F(RunOptionsTest, RdzvConfAndAddresses) {
-  auto o = parse({"--rdzv-conf", "join_timeout=60,last_call_timeout=1", "--local-addr", "10.1.2.3",
-                  "--master-port", "29600", script_});
+  const std::string token = (dir_ / "token").string();
+  std::ofstream(token) << "s3cret\n";
+  auto o = parse({"--rdzv-conf",
+                  "join_timeout=60,last_call_timeout=0.5,read_timeout=60,token_file=" + token,
+                  "--local-addr", "10.1.2.3", "--master-port", "29600", script_});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->rdzv_conf.at("join_timeout"), "60");
-  EXPECT_EQ(o->rdzv_conf.at("last_call_timeout"), "1");
+  EXPECT_EQ(o->join_timeout_s, 60);
+  EXPECT_EQ(o->last_call_timeout_s, 0.5);
+  EXPECT_EQ(o->token, "s3cret");
   EXPECT_EQ(o->master_addr, "10.1.2.3");
   EXPECT_EQ(o->master_port, 29600);
 }

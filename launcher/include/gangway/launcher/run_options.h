@@ -37,8 +37,17 @@ enum class Entry {
   kExecutable,    // script args, no interpreter        (--no-python)
 };
 
+// Where the job's rendezvous lives.
+enum class RdzvMode {
+  kLocal,       // single node, no control plane (--rdzv-backend static, --nnodes 1)
+  kStandalone,  // the agent runs the control plane in-process on loopback (--standalone)
+  kEndpoint,    // --rdzv-endpoint: this agent hosts it there if the address is its own and the
+                // port is free (host mode), else it connects to it (a `gangway scheduler` daemon
+                // or another agent)
+};
+
 struct RunOptions {
-  // Membership. This version runs single-node jobs: nnodes resolves to 1.
+  // Membership.
   int nnodes_min = 1;
   int nnodes_max = 1;
   int nproc_per_node = 1;
@@ -48,9 +57,19 @@ struct RunOptions {
   std::map<std::string, std::string> rdzv_conf;
   std::string run_id;  // --rdzv-id, or a fresh random id
   int node_rank = 0;
+  std::string local_addr;   // --local-addr: the address other nodes reach this one at
   std::string master_addr;  // MASTER_ADDR given to workers
   int master_port = 0;      // 0: a free port is bound for every round
   std::string role = "default";
+  RdzvMode rdzv_mode = RdzvMode::kLocal;
+  double join_timeout_s = 600;     // --rdzv-conf join_timeout=
+  double last_call_timeout_s = 1;  // --rdzv-conf last_call_timeout= (host mode)
+  double heartbeat_timeout_s = 3;  // --rdzv-conf heartbeat_timeout= (host mode)
+  std::string token_file;          // --rdzv-conf token_file=: the job's secret
+  std::string token;               // its content (never logged)
+  std::string tls_ca_file;         // --rdzv-conf tls_ca=: TLS to the control plane
+  std::string tls_cert_file;       // --rdzv-conf tls_cert= / tls_key=: TLS in host mode
+  std::string tls_key_file;
 
   // Supervision.
   int max_restarts = 0;
