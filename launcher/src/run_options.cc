@@ -194,6 +194,15 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
         return absl::InvalidArgumentError(
             absl::StrCat("--rdzv-conf token_file='", value, "': the file is empty"));
       }
+    } else if (key == "is_host") {
+      const std::string v = absl::AsciiStrToLower(value);
+      if (v == "1" || v == "true") {
+        o.is_host = true;
+      } else if (v == "0" || v == "false") {
+        o.is_host = false;
+      } else {
+        return invalid(raw, "rdzv-conf", "is_host=true or is_host=false");
+      }
     } else if (key == "tls_ca") {
       o.tls_ca_file = value;
     } else if (key == "tls_cert") {
@@ -203,7 +212,8 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
     } else if (std::find(std::begin(kIgnored), std::end(kIgnored), key) == std::end(kIgnored)) {
       return invalid(raw, "rdzv-conf",
                      absl::StrCat("known keys (join_timeout, last_call_timeout, "
-                                  "heartbeat_timeout, token_file, tls_ca, tls_cert, tls_key), "
+                                  "heartbeat_timeout, is_host, token_file, tls_ca, tls_cert, "
+                                  "tls_key), "
                                   "not '",
                                   key, "'"));
     }

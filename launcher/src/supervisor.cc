@@ -595,12 +595,16 @@ absl::Status SupervisorImpl::connectRendezvous() {
     } else {
       GW_ASSIGN_OR_RETURN(c.address, routeAddressTo(endpoint_));
     }
-    // Host mode: the endpoint is one of this machine's addresses and nobody serves it yet.
-    if (isLocalAddress(hp.first)) {
+    // Host mode: the endpoint is one of this machine's addresses and nobody serves it yet
+    // (or --rdzv-conf is_host= says so).
+    if (options_.is_host.value_or(isLocalAddress(hp.first))) {
       server.listen = endpoint_;
-      if (auto s = scheduler::ControlPlaneServer::start(server); s.ok()) {
+      auto s = scheduler::ControlPlaneServer::start(server);
+      if (s.ok()) {
         server_ = *std::move(s);
         log().info("hosting the rendezvous of job {} at {}", options_.run_id, endpoint_);
+      } else if (options_.is_host.value_or(false)) {
+        return s.status();
       }
     }
   }

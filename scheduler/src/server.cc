@@ -413,6 +413,9 @@ class ServerImpl final : public ControlPlaneServer {
     builder.AddListeningPort(options.listen, creds, &bound_port);
     builder.RegisterService(&rdzv_service_);
     builder.RegisterService(&store_service_);
+    // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
+    // then share the port and split the connections. One control plane per address.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
     server_ = builder.BuildAndStart();

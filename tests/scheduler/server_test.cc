@@ -157,6 +157,13 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
   (void)streams[2]->Finish();
 }
 
+TEST(ServerTest, ASecondServerCannotShareTheAddress) {
+  auto first = startServer();
+  ServerOptions options;
+  options.listen = first->address();
+  EXPECT_EQ(ControlPlaneServer::start(options).status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST(ServerTest, BadListenAddressesAreRefused) {
   for (const std::string addr : {"nonsense", "127.0.0.1:", "203.0.113.1:0"}) {
     ServerOptions options;

@@ -65,6 +65,7 @@ struct RunOptions {
   double join_timeout_s = 600;     // --rdzv-conf join_timeout=
   double last_call_timeout_s = 1;  // --rdzv-conf last_call_timeout= (host mode)
   double heartbeat_timeout_s = 3;  // --rdzv-conf heartbeat_timeout= (host mode)
+  std::optional<bool> is_host;     // --rdzv-conf is_host=: force (or forbid) host mode
   std::string token_file;          // --rdzv-conf token_file=: the job's secret
   std::string token;               // its content (never logged)
   std::string tls_ca_file;         // --rdzv-conf tls_ca=: TLS to the control plane

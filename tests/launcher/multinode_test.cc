@@ -1,0 +1,237 @@
+// Several `gangway run` agents on loopback forming one job through the control plane: a
+// `gangway scheduler` daemon (remote mode) or an agent hosting it (host mode).
+#include <set>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include "agent_harness.h"
+#include <signal.h>
+#include <unistd.h>
+
+namespace gangway::testing {
+namespace {
+
+// A `gangway scheduler --listen 127.0.0.1:0` daemon; its address is read from its first line.
+class Scheduler {
+ public:
+  Scheduler() {
+    proc_ = AgentProcess::start({"scheduler", "--listen", "127.0.0.1:0"});
+    const bool up = proc_->waitForStdout(
+        [](const std::string& out) { return out.find('\n') != std::string::npos; });
+    EXPECT_TRUE(up) << proc_->err();
+    const std::string line = proc_->out().substr(0, proc_->out().find('\n'));
+    address_ = line.substr(line.rfind(' ') + 1);
+  }
+  ~Scheduler() {
+    proc_->signal(SIGTERM);
+    EXPECT_EQ(proc_->wait().exit_code, 0);
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  std::unique_ptr<AgentProcess> proc_;
+  std::string address_;
+};
+
+std::vector<std::string> agentArgs(const std::string& endpoint, const std::string& nnodes,
+                                   const std::string& script, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run",    "--nnodes",       nnodes, "--nproc-per-node",
+                                   "1",      "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                                   endpoint, "--rdzv-id",      "job"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), {"--no-python", "/bin/bash", "-c", script});
+  return args;
+}
+
+int freePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool printed(const AgentProcess& agent, const std::string& text) {
+  return agent.out().find(text) != std::string::npos;
+}
+
+TEST(MultiNodeTest, FourAgentsFormOneGang) {
+  Scheduler sched;
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 4; ++i) {
+    agents.push_back(AgentProcess::start(
+        agentArgs(sched.address(), "4",
+                  "echo rank=$RANK world=$WORLD_SIZE node=$GROUP_RANK nodes=$GROUP_WORLD_SIZE "
+                  "master=$MASTER_ADDR:$MASTER_PORT store=$GANGWAY_STORE")));
+  }
+  std::set<std::string> ranks, masters;
+  for (auto& agent : agents) {
+    const AgentResult r = agent->wait();
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto lines = splitLines(r.out);
+    ASSERT_EQ(lines.size(), 1u) << r.out;
+    const std::string& line = lines[0];
+    ranks.insert(line.substr(line.find("rank=") + 5, 1));
+    masters.insert(line.substr(line.find("master=")));
+    EXPECT_NE(line.find("world=4 "), std::string::npos) << line;
+    EXPECT_NE(line.find("nodes=4 "), std::string::npos) << line;
+    EXPECT_NE(line.find("store=" + sched.address()), std::string::npos) << line;
+  }
+  EXPECT_EQ(ranks, (std::set<std::string>{"0", "1", "2", "3"}));
+  EXPECT_EQ(masters.size(), 1u) << "every node must see the same MASTER_ADDR:MASTER_PORT";
+}
+
+// kill -9 of one agent: the survivors re-form with one node fewer.
+TEST(MultiNodeTest, LostAgentScalesDown) {
+  Scheduler sched;
+  const std::string script =
+      "echo round=$GANGWAY_ROUND world=$WORLD_SIZE; [ $WORLD_SIZE = 3 ] && exit 0; "
+      "exec sleep 300";
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 4; ++i)
+    agents.push_back(AgentProcess::start(agentArgs(sched.address(), "3:4", script)));
+  for (auto& a : agents) {
+    ASSERT_TRUE(a->waitForStdout([](const std::string& o) {
+      return o.find("world=4") != std::string::npos;
+    })) << a->err();
+  }
+  agents[1]->signal(SIGKILL);
+  EXPECT_EQ(agents[1]->wait().exit_code, 128 + SIGKILL);
+  EXPECT_TRUE(waitForNoMarkedProcesses(agents[1]->marker(), 30s).empty());
+  for (int i : {0, 2, 3}) {
+    const AgentResult r = agents[i]->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("world=3"), std::string::npos) << r.out;
+  }
+}
+
+TEST(MultiNodeTest, NewAgentBelowMaxScalesUp) {
+  Scheduler sched;
+  const std::string script =
+      "echo world=$WORLD_SIZE; [ $WORLD_SIZE = 3 ] && exit 0; exec sleep 300";
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 2; ++i)
+    agents.push_back(AgentProcess::start(agentArgs(sched.address(), "2:3", script)));
+  for (auto& a : agents)
+    ASSERT_TRUE(a->waitForStdout(
+        [](const std::string& o) { return o.find("world=2") != std::string::npos; }));
+  agents.push_back(AgentProcess::start(agentArgs(sched.address(), "2:3", script)));
+  for (auto& a : agents) {
+    const AgentResult r = a->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("world=3"), std::string::npos);
+  }
+}
+
+TEST(MultiNodeTest, GracefulLeaveLetsTheOthersContinue) {
+  Scheduler sched;
+  const std::string script =
+      "echo world=$WORLD_SIZE; [ $WORLD_SIZE = 2 ] && exit 0; exec sleep 300";
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 3; ++i)
+    agents.push_back(AgentProcess::start(agentArgs(sched.address(), "2:3", script)));
+  for (auto& a : agents)
+    ASSERT_TRUE(a->waitForStdout(
+        [](const std::string& o) { return o.find("world=3") != std::string::npos; }));
+  agents[0]->signal(SIGTERM);
+  const AgentResult left = agents[0]->wait();
+  EXPECT_EQ(left.exit_code, 128 + SIGTERM) << left.err;
+  EXPECT_NE(left.err.find("leaving the job"), std::string::npos) << left.err;
+  for (int i : {1, 2}) {
+    const AgentResult r = agents[i]->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("world=2"), std::string::npos);
+  }
+}
+
+TEST(MultiNodeTest, WorkerFailureRestartsEveryAgentsWorkers) {
+  Scheduler sched;
+  const std::string script =
+      "echo attempt=$TORCHELASTIC_RESTART_COUNT rank=$RANK; "
+      "if [ $RANK = 1 ] && [ $TORCHELASTIC_RESTART_COUNT = 0 ]; then exit 3; fi; "
+      "[ $TORCHELASTIC_RESTART_COUNT = 1 ] && exit 0; exec sleep 300";
+  auto a = AgentProcess::start(agentArgs(sched.address(), "2", script, {"--max-restarts", "1"}));
+  auto b = AgentProcess::start(agentArgs(sched.address(), "2", script, {"--max-restarts", "1"}));
+  for (auto* agent : {a.get(), b.get()}) {
+    const AgentResult r = agent->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("attempt=1"), std::string::npos) << r.out;
+  }
+}
+
+TEST(MultiNodeTest, SpentRestartsFailEveryAgent) {
+  Scheduler sched;
+  const std::string script = "if [ $RANK = 1 ]; then exit 3; fi; exec sleep 300";
+  auto a = AgentProcess::start(agentArgs(sched.address(), "2", script));
+  auto b = AgentProcess::start(agentArgs(sched.address(), "2", script));
+  const AgentResult ra = a->wait();
+  const AgentResult rb = b->wait();
+  // The agent whose worker failed exits with the worker's code; the other with 1.
+  EXPECT_EQ(std::set<int>({ra.exit_code, rb.exit_code}), (std::set<int>{1, 3}));
+  for (const auto* r : {&ra, &rb}) {
+    EXPECT_NE(r->err.find("failed: workers failed on agent"), std::string::npos) << r->err;
+  }
+}
+
+TEST(MultiNodeTest, BelowMinTheJobFailsAtJoinTimeout) {
+  const std::string endpoint = "127.0.0.1:" + std::to_string(freePort());
+  const AgentResult r =
+      runAgent(agentArgs(endpoint, "2", "exit 0", {"--rdzv-conf", "join_timeout=1"}));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("only 1 of the 2 nodes that --nnodes 2 needs joined job 'job' within "
+                       "join_timeout (1s)"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(MultiNodeTest, UnreachableEndpointFailsWithOneLine) {
+  const std::string endpoint = "127.0.0.1:" + std::to_string(freePort());
+  const AgentResult r =
+      runAgent(agentArgs(endpoint, "2", "exit 0", {"--rdzv-conf", "is_host=false,join_timeout=1"}));
+  EXPECT_EQ(r.exit_code, 2);
+  const auto lines = splitLines(r.err);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines.back().find("gangway run: error: cannot reach the rendezvous at " + endpoint),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(MultiNodeTest, DisagreeingAgentsAreRefused) {
+  Scheduler sched;
+  TempDir tmp;
+  writeFile(tmp.file("token-a"), "alpha\n");
+  writeFile(tmp.file("token-b"), "bravo\n");
+  auto first = AgentProcess::start(agentArgs(sched.address(), "2", "exit 0",
+                                             {"--rdzv-conf", "token_file=" + tmp.file("token-a")}));
+  // The first agent has created the job once the second can be refused; wait for that through
+  // the refusals themselves (an agent arriving first would host nothing: the daemon serves).
+  AgentResult wrong_token;
+  for (int i = 0; i < 50; ++i) {
+    wrong_token = runAgent(agentArgs(sched.address(), "2", "exit 0",
+                                     {"--rdzv-conf", "token_file=" + tmp.file("token-b")}));
+    if (wrong_token.err.find("wrong or missing token") != std::string::npos) break;
+  }
+  EXPECT_EQ(wrong_token.exit_code, 2);
+  EXPECT_NE(wrong_token.err.find("wrong or missing token for job 'job'"), std::string::npos)
+      << wrong_token.err;
+  EXPECT_EQ(wrong_token.err.find("bravo"), std::string::npos) << "secrets are never printed";
+  EXPECT_EQ(wrong_token.err.find("alpha"), std::string::npos);
+  const AgentResult wrong_nnodes = runAgent(agentArgs(
+      sched.address(), "3", "exit 0", {"--rdzv-conf", "token_file=" + tmp.file("token-a")}));
+  EXPECT_EQ(wrong_nnodes.exit_code, 2);
+  EXPECT_NE(wrong_nnodes.err.find("--nnodes 3 disagrees with job 'job', which has --nnodes 2"),
+            std::string::npos)
+      << wrong_nnodes.err;
+  first->signal(SIGTERM);
+  EXPECT_EQ(first->wait().exit_code, 128 + SIGTERM);
+}
+
+}  // namespace
+}  // namespace gangway::testing
