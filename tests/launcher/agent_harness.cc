@@ -128,6 +128,16 @@ bool AgentProcess::waitForStdout(const std::function<bool(const std::string&)>& 
   return true;
 }
 
+bool AgentProcess::waitForStderr(const std::function<bool(const std::string&)>& pred,
+                                 std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!pred(err_)) {
+    if (out_fd_ < 0 && err_fd_ < 0) return false;
+    if (!pump(deadline)) return pred(err_);
+  }
+  return true;
+}
+
 AgentResult AgentProcess::wait(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (out_fd_ >= 0 || err_fd_ >= 0) {

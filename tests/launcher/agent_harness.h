@@ -37,6 +37,9 @@ class AgentProcess {
   // Reads output until pred(stdout) holds; false if the deadline passes or output ends first.
   bool waitForStdout(const std::function<bool(const std::string&)>& pred,
                      std::chrono::milliseconds timeout = 60s);
+  // The same for stderr.
+  bool waitForStderr(const std::function<bool(const std::string&)>& pred,
+                     std::chrono::milliseconds timeout = 60s);
   // Reads until both streams end and the agent exits. Fails the test at the deadline.
   AgentResult wait(std::chrono::milliseconds timeout = 120s);
   void signal(int sig);

@@ -18,7 +18,10 @@ namespace {
 class Scheduler {
  public:
   Scheduler() {
-    proc_ = AgentProcess::start({"scheduler", "--listen", "127.0.0.1:0"});
+    // A long heartbeat timeout: loaded CI machines must not lose agents to scheduling delays
+    // (a killed agent is still noticed at once, through its stream).
+    proc_ =
+        AgentProcess::start({"scheduler", "--listen", "127.0.0.1:0", "--heartbeat-timeout", "15"});
     const bool up = proc_->waitForStdout(
         [](const std::string& out) { return out.find('\n') != std::string::npos; });
     EXPECT_TRUE(up) << proc_->err();
@@ -210,14 +213,11 @@ TEST(MultiNodeTest, DisagreeingAgentsAreRefused) {
   writeFile(tmp.file("token-b"), "bravo\n");
   auto first = AgentProcess::start(agentArgs(sched.address(), "2", "exit 0",
                                              {"--rdzv-conf", "token_file=" + tmp.file("token-a")}));
-  // The first agent has created the job once the second can be refused; wait for that through
-  // the refusals themselves (an agent arriving first would host nothing: the daemon serves).
-  AgentResult wrong_token;
-  for (int i = 0; i < 50; ++i) {
-    wrong_token = runAgent(agentArgs(sched.address(), "2", "exit 0",
-                                     {"--rdzv-conf", "token_file=" + tmp.file("token-b")}));
-    if (wrong_token.err.find("wrong or missing token") != std::string::npos) break;
-  }
+  ASSERT_TRUE(first->waitForStderr([](const std::string& err) {
+    return err.find("joined job job") != std::string::npos;
+  })) << first->err();
+  const AgentResult wrong_token = runAgent(agentArgs(
+      sched.address(), "2", "exit 0", {"--rdzv-conf", "token_file=" + tmp.file("token-b")}));
   EXPECT_EQ(wrong_token.exit_code, 2);
   EXPECT_NE(wrong_token.err.find("wrong or missing token for job 'job'"), std::string::npos)
       << wrong_token.err;
