@@ -13,8 +13,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
-  # process tools the tests' worker scripts use (setsid)
-  util-linux procps
+  # process and network tools the tests use (setsid, pgrep, ip netns)
+  util-linux procps iproute2
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <optional>
@@ -12,6 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -33,6 +36,8 @@
 #include "process.h"
 #include "rendezvous_client.h"
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <signal.h>
 #include <unistd.h>
@@ -82,6 +87,30 @@ bool isLocalAddress(const std::string& host) {
   }
   ::freeaddrinfo(res);
   return local;
+}
+
+// The name of the (non-loopback) interface that holds `address`, or "".
+std::string interfaceOf(const std::string& address) {
+  in6_addr want6{};
+  in_addr want4{};
+  const bool v4 = ::inet_pton(AF_INET, address.c_str(), &want4) == 1;
+  if (!v4 && ::inet_pton(AF_INET6, address.c_str(), &want6) != 1) return "";
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return "";
+  std::string name;
+  for (ifaddrs* i = list; i != nullptr && name.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
+    if (v4 && i->ifa_addr->sa_family == AF_INET &&
+        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == want4.s_addr) {
+      name = i->ifa_name;
+    } else if (!v4 && i->ifa_addr->sa_family == AF_INET6 &&
+               std::memcmp(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, &want6,
+                           sizeof(want6)) == 0) {
+      name = i->ifa_name;
+    }
+  }
+  ::freeifaddrs(list);
+  return name;
 }
 
 // One of a worker's output streams as the agent sees it.
@@ -149,6 +178,7 @@ class SupervisorImpl final : public Supervisor {
   std::unique_ptr<scheduler::ControlPlaneServer> server_;  // host mode
   std::unique_ptr<RendezvousClient> client_;
   std::string endpoint_;
+  std::string socket_ifname_;        // the interface of the advertised address (not loopback)
   std::deque<ClientEvent> pending_;  // events that arrived while workers ran
   int64_t current_round_ = 0;
 };
@@ -609,6 +639,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
     }
   }
   c.endpoint = endpoint_;
+  socket_ifname_ = interfaceOf(c.address);
   GW_ASSIGN_OR_RETURN(client_, RendezvousClient::connect(c));
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -680,6 +711,7 @@ RoundInfo SupervisorImpl::roundFromAssignment(const v1::Assignment& a) const {
   round.world_size = a.world_size();
   round.rank_offset = a.rank_offset();
   round.store = endpoint_;
+  round.socket_ifname = socket_ifname_;
   return round;
 }
 

@@ -33,6 +33,11 @@ EnvMap buildWorkerEnv(const RunOptions& options, const RoundInfo& round, int loc
   if (options.nproc_per_node > 1 && env.find("OMP_NUM_THREADS") == env.end()) {
     set("OMP_NUM_THREADS", 1);
   }
+  if (!round.socket_ifname.empty()) {
+    for (const char* key : {"GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"}) {
+      if (env.find(key) == env.end()) set(key, round.socket_ifname);
+    }
+  }
   set("GANGWAY_JOB_ID", options.run_id);
   set("GANGWAY_ROUND", round.round);
   if (!round.store.empty()) {

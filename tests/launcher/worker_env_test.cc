@@ -88,6 +88,18 @@ TEST(WorkerEnvTest, StoreAddressOnlyWhenTheRoundHasOne) {
   EXPECT_EQ(buildWorkerEnv(options(2), r, 0, "e", {}).at("GANGWAY_STORE"), "10.0.0.1:7000");
 }
 
+TEST(WorkerEnvTest, SocketInterfaceUnlessTheUserChoseOne) {
+  RoundInfo r = round();
+  r.socket_ifname = "eth1";
+  EnvMap env = buildWorkerEnv(options(2), r, 0, "e", {});
+  EXPECT_EQ(env.at("GLOO_SOCKET_IFNAME"), "eth1");
+  EXPECT_EQ(env.at("NCCL_SOCKET_IFNAME"), "eth1");
+  env = buildWorkerEnv(options(2), r, 0, "e", {{"NCCL_SOCKET_IFNAME", "ib0"}});
+  EXPECT_EQ(env.at("NCCL_SOCKET_IFNAME"), "ib0");
+  EXPECT_EQ(env.count("GLOO_SOCKET_IFNAME"), 1u);
+  EXPECT_EQ(buildWorkerEnv(options(2), round(), 0, "e", {}).count("GLOO_SOCKET_IFNAME"), 0u);
+}
+
 TEST(WorkerEnvTest, EnvStringsRoundTrip) {
   EXPECT_EQ(toEnvStrings({{"A", "1"}, {"B", "x=y"}}), (std::vector<std::string>{"A=1", "B=x=y"}));
   EXPECT_FALSE(currentEnvironment().empty());

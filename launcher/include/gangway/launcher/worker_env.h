@@ -20,6 +20,10 @@ struct RoundInfo {
   int world_size = 0;        // workers in the round (WORLD_SIZE)
   int rank_offset = 0;       // global rank of this node's local rank 0
   std::string store;         // GANGWAY_STORE; empty until the node has a job store
+  // The network interface that carries this node's advertised address: GLOO_SOCKET_IFNAME and
+  // NCCL_SOCKET_IFNAME unless the user set them, so that peers are not told an address derived
+  // from the host name (often 127.0.1.1 in containers).
+  std::string socket_ifname;
 };
 
 // Builds the environment of local rank `local_rank`: `base` (the agent's environment) with the
