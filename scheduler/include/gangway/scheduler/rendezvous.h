@@ -42,7 +42,7 @@ struct RendezvousSettings {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration heartbeat_timeout = absl::Seconds(3);
   absl::Duration ended_job_retention = absl::Minutes(10);
-  int max_layout_in_assignment = 256;
+  int max_layout_in_assignment = 64;
 };
 
 class Rendezvous {
