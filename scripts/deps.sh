@@ -14,7 +14,7 @@ packages=(
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
   # process and network tools the tests use (setsid, pgrep, ip netns)
-  util-linux procps iproute2
+  util-linux procps iproute2 openssl
 )
 
 missing=()

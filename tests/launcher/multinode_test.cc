@@ -233,5 +233,55 @@ TEST(MultiNodeTest, DisagreeingAgentsAreRefused) {
   EXPECT_EQ(first->wait().exit_code, 128 + SIGTERM);
 }
 
+TEST(MultiNodeTest, TwoAgentsOverIpv6) {
+  auto sched = AgentProcess::start({"scheduler", "--listen", "[::1]:0"});
+  ASSERT_TRUE(sched->waitForStdout([](const std::string& out) {
+    return out.find('\n') != std::string::npos;
+  })) << sched->err();
+  const std::string line = sched->out().substr(0, sched->out().find('\n'));
+  const std::string address = line.substr(line.rfind(' ') + 1);
+  ASSERT_EQ(address.rfind("[::1]:", 0), 0u) << address;
+  const std::string script = "echo rank=$RANK master=$MASTER_ADDR";
+  auto a = AgentProcess::start(agentArgs(address, "2", script));
+  auto b = AgentProcess::start(agentArgs(address, "2", script));
+  for (auto* agent : {a.get(), b.get()}) {
+    const AgentResult r = agent->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("master=::1"), std::string::npos) << r.out;
+  }
+  sched->signal(SIGTERM);
+  EXPECT_EQ(sched->wait().exit_code, 0);
+}
+
+TEST(MultiNodeTest, TlsControlPlane) {
+  TempDir tmp;
+  const std::string cert = tmp.file("cert.pem");
+  const std::string key = tmp.file("key.pem");
+  const std::string make_cert =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " 2>/dev/null";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0) << "openssl is needed (scripts/deps.sh)";
+  auto sched = AgentProcess::start(
+      {"scheduler", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key});
+  ASSERT_TRUE(sched->waitForStdout([](const std::string& out) {
+    return out.find('\n') != std::string::npos;
+  })) << sched->err();
+  const std::string line = sched->out().substr(0, sched->out().find('\n'));
+  const std::string address = line.substr(line.rfind(' ') + 1);
+  // Without the CA, an agent cannot talk to the control plane.
+  const AgentResult plain =
+      runAgent(agentArgs(address, "1", "exit 0", {"--rdzv-conf", "is_host=false,join_timeout=1"}));
+  EXPECT_EQ(plain.exit_code, 2) << plain.err;
+  EXPECT_NE(plain.err.find("cannot reach the rendezvous"), std::string::npos) << plain.err;
+  // With it, the job runs.
+  const AgentResult tls =
+      runAgent(agentArgs(address, "1", "echo rank=$RANK", {"--rdzv-conf", "tls_ca=" + cert}));
+  EXPECT_EQ(tls.exit_code, 0) << tls.err;
+  EXPECT_EQ(tls.out, "[rank0]:rank=0\n");
+  sched->signal(SIGTERM);
+  EXPECT_EQ(sched->wait().exit_code, 0);
+}
+
 }  // namespace
 }  // namespace gangway::testing

@@ -2,13 +2,19 @@
 // rendezvous services end to end.
 #include "gangway/scheduler/server.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <absl/synchronization/notification.h>
 #include <gtest/gtest.h>
 
 #include "gangway/scheduler/client.h"
 #include "gangway/v1/rendezvous.grpc.pb.h"
 
 #include "store_conformance.h"
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {
@@ -162,6 +168,45 @@ TEST(ServerTest, ASecondServerCannotShareTheAddress) {
   ServerOptions options;
   options.listen = first->address();
   EXPECT_EQ(ControlPlaneServer::start(options).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Garbage on the wire (not HTTP/2, a truncated frame) is dropped; the server goes on serving.
+TEST(ServerTest, MalformedBytesDoNotHurtTheServer) {
+  auto server = startServer();
+  for (const std::string junk :
+       {std::string("GET / HTTP/1.1\r\n\r\n"),
+        std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff"), std::string(4096, '\0')}) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server->port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_EQ(::write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+    ::close(fd);
+  }
+  // A protobuf message that does not parse as the request type.
+  auto channel = channelTo(*server);
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer request, response;
+  const std::string bad("\xff\xff\xff\xff\x0f", 5);
+  grpc::Slice slice(bad);
+  request = grpc::ByteBuffer(&slice, 1);
+  absl::Notification done;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/gangway.v1.Rendezvous/Join", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      status = s;
+                      done.Notify();
+                    });
+  done.WaitForNotification();
+  EXPECT_FALSE(status.ok());
+  // Still serving.
+  auto stub = v1::Rendezvous::NewStub(channel);
+  grpc::ClientContext join_ctx;
+  v1::JoinResponse resp;
+  EXPECT_TRUE(stub->Join(&join_ctx, joinRequest("job", "a1", 1, 1), &resp).ok());
 }
 
 TEST(ServerTest, BadListenAddressesAreRefused) {
