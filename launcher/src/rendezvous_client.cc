@@ -133,6 +133,7 @@ absl::Status RendezvousClient::join() {
   req.set_min_nodes(options_.min_nodes);
   req.set_max_nodes(options_.max_nodes);
   req.set_max_restarts(options_.max_restarts);
+  if (options_.node_rank.has_value()) req.set_node_rank(*options_.node_rank);
   char host[256] = {};
   ::gethostname(host, sizeof(host) - 1);
   req.mutable_topology()->set_hostname(host);

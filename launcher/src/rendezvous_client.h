@@ -30,6 +30,7 @@ struct RendezvousClientOptions {
   int min_nodes = 1;
   int max_nodes = 1;
   int max_restarts = 0;
+  std::optional<int> node_rank;  // static rendezvous
   std::string token;
   std::string tls_ca_file;
   absl::Duration join_timeout = absl::Seconds(600);

@@ -446,12 +446,15 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
     o.rdzv_mode = RdzvMode::kStandalone;
   } else if (o.rdzv_backend != "static" && !o.rdzv_endpoint.empty()) {
     o.rdzv_mode = RdzvMode::kEndpoint;
-  } else if (o.nnodes_max > 1) {
-    if (o.rdzv_backend == "static") {
-      return invalid(raw, "rdzv-backend",
-                     "c10d or gangway with --rdzv-endpoint for a multi-node job (static "
-                     "multi-node rendezvous is not supported)");
+  } else if (o.nnodes_max > 1 && o.rdzv_backend == "static") {
+    // torchrun's static rendezvous: fixed node ranks, node rank 0 hosts it at the master address.
+    if (o.nnodes_min != o.nnodes_max) {
+      return invalid(raw, "nnodes",
+                     "a fixed N with --rdzv-backend static (use c10d to be elastic)");
     }
+    o.rdzv_mode = RdzvMode::kEndpoint;
+    o.static_node_rank = true;
+  } else if (o.nnodes_max > 1) {
     return absl::InvalidArgumentError(absl::StrCat("--nnodes ", raw.values.at("nnodes"),
                                                    " needs --rdzv-endpoint HOST:PORT (a `gangway "
                                                    "scheduler` or one of the agents)"));
@@ -487,6 +490,14 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
   o.master_addr = !local_addr.empty() ? local_addr : raw.values.at("master-addr");
   if (o.master_addr.empty()) return invalid(raw, "master-addr", "a host name or address");
 
+  if (o.static_node_rank) {
+    const int port = o.master_port != 0 ? o.master_port : 29500;  // torchrun's default
+    const std::string& m = raw.values.at("master-addr");
+    o.rdzv_endpoint = m.find(':') != std::string::npos ? absl::StrCat("[", m, "]:", port)
+                                                       : absl::StrCat(m, ":", port);
+    if (!o.is_host.has_value()) o.is_host = o.node_rank == 0;
+    o.master_port = 0;  // the workers' MASTER_PORT is picked on node 0 for every round
+  }
   o.log_dir = raw.values.at("log-dir");
   GW_ASSIGN_OR_RETURN(o.redirects, streamsFlag(raw, "redirects", o.nproc_per_node));
   GW_ASSIGN_OR_RETURN(o.tee, streamsFlag(raw, "tee", o.nproc_per_node));

@@ -596,6 +596,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
   c.min_nodes = options_.nnodes_min;
   c.max_nodes = options_.nnodes_max;
   c.max_restarts = options_.max_restarts;
+  if (options_.static_node_rank) c.node_rank = options_.node_rank;
   c.token = options_.token;
   c.tls_ca_file = options_.tls_ca_file;
   c.join_timeout = absl::Seconds(options_.join_timeout_s);

@@ -107,6 +107,20 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
         absl::StrCat("--max-restarts ", req.max_restarts(), " disagrees with job '", job->id,
                      "', which has --max-restarts ", job->max_restarts));
   }
+  if (req.has_node_rank()) {
+    if (req.node_rank() < 0 || req.node_rank() >= job->max_nodes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--node-rank ", req.node_rank(), " is not below --nnodes ", job->max_nodes));
+    }
+    for (const auto& [id, other] : job->agents) {
+      if (id != req.agent_id() && other.info.has_node_rank() &&
+          other.info.node_rank() == req.node_rank()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("--node-rank ", req.node_rank(), " is already taken in job '", job->id,
+                         "' by agent ", id, " at ", other.info.address()));
+      }
+    }
+  }
   auto [it, inserted] = job->agents.try_emplace(req.agent_id());
   Agent& agent = it->second;
   agent.last_seen = now;
@@ -249,7 +263,9 @@ std::vector<std::string> Rendezvous::chooseMembersLocked(const Job& job) const {
   absl::flat_hash_map<std::string, int> previous_rank;
   for (size_t i = 0; i < job.members.size(); ++i)
     previous_rank[job.members[i]] = static_cast<int>(i);
+  // Agents that asked for a node rank (static rendezvous) come in that order, before all others.
   auto key = [&](const Agent* a) {
+    if (a->info.has_node_rank()) return std::pair<int, int64_t>{-1, a->info.node_rank()};
     auto it = previous_rank.find(a->info.agent_id());
     return it != previous_rank.end() ? std::pair<int, int64_t>{0, it->second}
                                      : std::pair<int, int64_t>{1, a->join_seq};

@@ -233,6 +233,26 @@ TEST(MultiNodeTest, DisagreeingAgentsAreRefused) {
   EXPECT_EQ(first->wait().exit_code, 128 + SIGTERM);
 }
 
+// torchrun's static rendezvous: node ranks come from --node-rank, node 0 hosts at --master-addr.
+TEST(MultiNodeTest, StaticRendezvousHonoursNodeRanks) {
+  const std::string port = std::to_string(freePort());
+  auto agent = [&](const char* node_rank) {
+    return AgentProcess::start({"run", "--nnodes", "2", "--nproc-per-node", "2", "--node-rank",
+                                node_rank, "--master-addr", "127.0.0.1", "--master-port", port,
+                                "--no-python", "/bin/bash", "-c",
+                                "echo rank=$RANK group=$GROUP_RANK world=$WORLD_SIZE"});
+  };
+  auto second = agent("1");  // starts first, waits for node 0 (join retries with backoff)
+  auto first = agent("0");
+  const AgentResult r0 = first->wait();
+  const AgentResult r1 = second->wait();
+  ASSERT_EQ(r0.exit_code, 0) << r0.err;
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  EXPECT_EQ(rankLines(r0.out, 1), std::vector<std::string>{"rank=1 group=0 world=4"});
+  EXPECT_EQ(rankLines(r1.out, 2), std::vector<std::string>{"rank=2 group=1 world=4"});
+  EXPECT_EQ(rankLines(r1.out, 3), std::vector<std::string>{"rank=3 group=1 world=4"});
+}
+
 TEST(MultiNodeTest, TwoAgentsOverIpv6) {
   auto sched = AgentProcess::start({"scheduler", "--listen", "[::1]:0"});
   ASSERT_TRUE(sched->waitForStdout([](const std::string& out) {

@@ -128,7 +128,8 @@ TEST_F(RunOptionsTest, BadValuesNameTheInputAndWhatWasExpected) {
   EXPECT_NE(error({"--grace-period", "soon", script_}).find("--grace-period"), std::string::npos);
   EXPECT_NE(error({"--standalone", "--nnodes", "2", script_}).find("single node"),
             std::string::npos);
-  EXPECT_NE(error({"--nnodes", "2", script_}).find("static multi-node"), std::string::npos);
+  EXPECT_NE(error({"--nnodes", "2:3", script_}).find("a fixed N with --rdzv-backend static"),
+            std::string::npos);
   EXPECT_NE(error({"--nnodes", "2", "--rdzv-backend", "c10d", script_}).find("--rdzv-endpoint"),
             std::string::npos);
   EXPECT_NE(error({"--rdzv-conf", "tokenfile=/x", script_}).find("not 'tokenfile'"),
@@ -213,6 +214,21 @@ TEST_F(RunOptionsTest, RendezvousModes) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->rdzv_mode, RdzvMode::kEndpoint);
   EXPECT_EQ(o->run_id, "none");  // as torchrun: every agent of the job must agree on it
+}
+
+TEST_F(RunOptionsTest, StaticMultiNode) {
+  auto o = parse({"--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.7", script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_mode, RdzvMode::kEndpoint);
+  EXPECT_TRUE(o->static_node_rank);
+  EXPECT_EQ(o->rdzv_endpoint, "10.0.0.7:29500");
+  EXPECT_EQ(o->is_host, false);
+  o = parse({"--nnodes", "2", "--node-rank", "0", "--master-port", "29777", script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_endpoint, "127.0.0.1:29777");
+  EXPECT_EQ(o->is_host, true);
+  EXPECT_NE(error({"--nnodes", "2", "--node-rank", "2", script_}).find("--node-rank"),
+            std::string::npos);
 }
 
 TEST_F(RunOptionsTest, RdzvConfAndAddresses) {

@@ -334,6 +334,22 @@ TEST_F(RendezvousTest, TheFirstJoinSetsTheJobSecret) {
   EXPECT_FALSE(constantTimeEquals("ab", "abc"));
 }
 
+TEST_F(RendezvousTest, StaticNodeRanksAreHonouredAndUnique) {
+  v1::JoinRequest second = joinRequest("a1", 2, 2, 2);
+  second.set_node_rank(1);
+  ASSERT_TRUE(rdzv_.join(second, "", now_).ok());
+  v1::JoinRequest clash = joinRequest("a3", 2, 2, 2);
+  clash.set_node_rank(1);
+  EXPECT_EQ(rdzv_.join(clash, "", now_).code(), absl::StatusCode::kFailedPrecondition);
+  clash.set_node_rank(2);
+  EXPECT_EQ(rdzv_.join(clash, "", now_).code(), absl::StatusCode::kInvalidArgument);
+  v1::JoinRequest first = joinRequest("a2", 2, 2, 2);
+  first.set_node_rank(0);
+  ASSERT_TRUE(rdzv_.join(first, "", now_).ok());
+  // a1 joined first but asked for node rank 1.
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a2", "a1"}));
+}
+
 TEST_F(RendezvousTest, EndedJobsAreForgottenAfterRetention) {
   add("a1", 1, 1, 1);
   v1::WorkerReport ok;

@@ -62,6 +62,7 @@ struct RunOptions {
   int master_port = 0;      // 0: a free port is bound for every round
   std::string role = "default";
   RdzvMode rdzv_mode = RdzvMode::kLocal;
+  bool static_node_rank = false;   // --rdzv-backend static: --node-rank is this node's rank
   double join_timeout_s = 600;     // --rdzv-conf join_timeout=
   double last_call_timeout_s = 1;  // --rdzv-conf last_call_timeout= (host mode)
   double heartbeat_timeout_s = 3;  // --rdzv-conf heartbeat_timeout= (host mode)
