@@ -117,31 +117,36 @@ class Agents:
 
 
 class Daemon:
-    """`gangway scheduler --listen 127.0.0.1:0`, ready once it prints its address."""
+    """`gangway scheduler --listen 127.0.0.1:0`, output to LOGDIR/daemon.log; ready once it has
+    printed its address."""
 
-    def __init__(self, gangway: str):
-        self.proc = subprocess.Popen([gangway, "scheduler", "--listen", "127.0.0.1:0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        killer = threading.Timer(10, self.proc.kill)
-        killer.start()
-        line = self.proc.stdout.readline()
-        killer.cancel()
-        m = re.match(r"gangway scheduler listening on (\S+:\d+)$", line.strip())
+    def __init__(self, gangway: str, logdir: Path):
+        self.log = logdir / "daemon.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([gangway, "scheduler", "--listen", "127.0.0.1:0"],
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            poll(lambda: self.proc.poll() is not None or "\n" in self.log.read_text(), 10,
+                 "gangway scheduler printed nothing in 10 s")
+        except TimeoutError:
+            self.kill()
+            raise
+        line = self.log.read_text().splitlines()[0] if self.log.read_text() else ""
+        m = re.fullmatch(r"gangway scheduler listening on (\S+:\d+)", line.strip())
         if not m:
-            self.proc.kill()
+            self.kill()
             raise RuntimeError(f"gangway scheduler printed {line!r} instead of its address")
         self.endpoint = m.group(1)
 
     def stop(self):
-        """SIGTERM; return (exit code, the rest of its output)."""
+        """SIGTERM; return (exit code, its output)."""
         self.proc.send_signal(signal.SIGTERM)
-        try:
-            rest, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            kill_session(self.proc.pid)
-            rest, _ = self.proc.communicate()
-        return self.proc.returncode, rest
+        killer = threading.Timer(10, lambda: kill_session(self.proc.pid))
+        killer.start()
+        self.proc.wait()
+        killer.cancel()
+        return self.proc.returncode, self.log.read_text(errors="replace")
 
     def kill(self):
         if self.proc.poll() is None:
@@ -180,16 +185,16 @@ def failures(agents: Agents, timed_out: bool, argv0, procs=None):
 def launch_once(row: str, gangway: str, run_id: str):
     """Return {"s": wall seconds, "errors": [...], "failures": [...]}."""
     with tempfile.TemporaryDirectory(prefix="gangway-rdzv-") as tmp:
-        daemon = Daemon(gangway) if row == "gangway (daemon)" else None
+        daemon = Daemon(gangway, Path(tmp)) if row == "gangway (daemon)" else None
         endpoint = daemon.endpoint if daemon else f"127.0.0.1:{free_port()}"
         if row == "torchrun":
             argv = torchrun_agent(str(LAUNCH_AGENTS), endpoint, run_id, ["/bin/true"])
         else:
             argv = gangway_agent(gangway, str(LAUNCH_AGENTS), endpoint, run_id, ["/bin/true"])
-        agents = None
+        agents = Agents(Path(tmp))
         try:
             start = time.perf_counter()
-            agents = Agents(Path(tmp)).start([argv] * LAUNCH_AGENTS)
+            agents.start([argv] * LAUNCH_AGENTS)
             timed_out = agents.wait(LAUNCH_TIMEOUT_S)
             elapsed = time.perf_counter() - start
             texts = agents.output()
@@ -200,8 +205,7 @@ def launch_once(row: str, gangway: str, run_id: str):
                 if code != 0:
                     fails.append(f"gangway scheduler exit {code} after SIGTERM:\n      {rest}")
         finally:
-            if agents:
-                agents.kill()
+            agents.kill()
             if daemon:
                 daemon.kill()
     return {"s": elapsed, "errors": error_lines(texts), "failures": fails}
@@ -266,7 +270,7 @@ def recovery_once(row: str, gangway: str, run_id: str):
                 agents.start([argv] * (RECOVERY_AGENTS - 1))
                 limit = TORCHRUN_RECOVERY_TIMEOUT_S
             else:
-                daemon = Daemon(gangway)
+                daemon = Daemon(gangway, d)
                 argv = gangway_agent(gangway, "3:4", daemon.endpoint, run_id, worker)
                 agents.start([argv] * RECOVERY_AGENTS)
                 limit = RECOVERY_TIMEOUT_S
@@ -319,10 +323,11 @@ def bench_recovery(gangway: str, reps: int, with_torchrun: bool):
 # --- report -------------------------------------------------------------------
 
 def distinct(lines, n=3):
-    """First n distinct lines, digits folded so that timestamps, pids and ports do not count."""
+    """First n distinct lines: digits (timestamps, pids, ports) and gRPC's "{...}" details
+    do not count."""
     seen = {}
     for line in lines:
-        seen.setdefault(re.sub(r"\d+", "#", line), line.strip())
+        seen.setdefault(re.sub(r"\s+", " ", re.sub(r"\d+", "#", line.split(" {")[0])), line.strip())
     return list(seen.values())[:n], len(seen)
 
 
@@ -360,6 +365,8 @@ def report(env, reps, launch, recovery):
     print(f"versions: {env['gangway']}; torch {env['torch']} (Python {env['python']})")
     print(f"reps    : {reps} interleaved per row (launch: after 1 warm-up per row); "
           f"torchrun --monitor_interval 0.1")
+    print(f"errors  : output lines of all agents (and the daemon), all reps, matching "
+          f"/{ERROR_RE.pattern}/i")
     print()
     print(f"(a) launch: {LAUNCH_AGENTS} agents x 1 worker (/bin/true), c10d rendezvous on "
           f"127.0.0.1, wall time from starting the agents to the last exit")
@@ -380,6 +387,9 @@ def report(env, reps, launch, recovery):
     print(f"  {'row':22} {'median ms':>10} {'min ms':>9} {'runs':>5} {'recovered':>10} "
           f"{'errors printed':>15} {'agents exit!=0':>15}")
     for row, s in rc.items():
+        if not s["runs"]:
+            print(f"  {row:22} not run (--quick)")
+            continue
         ok = sum(x["recovered"] for x in recovery[row])
         print(f"  {row:22} {ms(s['median_ms']):>10} {ms(s['min_ms']):>9} {s['runs']:>5} "
               f"{ok:>10} {s['errors']:>15} {s['failures']:>15}")
@@ -393,14 +403,14 @@ def report(env, reps, launch, recovery):
          ", ".join(f"{s['ratio']:.1f}x" for s in g)),
         ("(a) gangway: zero errors, every agent exits 0",
          all(s["errors"] == 0 and s["failures"] == 0 for s in g),
-         ", ".join(f"{s['errors']} errors, {s['failures']} exit!=0" for s in g)),
+         ", ".join(f"{s['errors']} err/{s['failures']} exit!=0" for s in g)),
         ("(c) gangway recovery < 3 s (defaults)",
          rg["median_ms"] is not None and rg["median_ms"] < 3000 and rg["failures"] == 0
          and all(x["recovered"] for x in recovery["gangway (daemon)"]),
          f"{ms(rg['median_ms'])} ms, {rg['failures']} exit!=0"),
     ]
     for goal, met, value in goals:
-        print(f"goal: {goal:46} {value:34} {'MET' if met else 'NOT MET'}")
+        print(f"goal: {goal:46} {value:36} {'MET' if met else 'NOT MET'}")
     return {"launch": la, "recovery": rc, "goals": {goal: met for goal, met, _ in goals}}
 
 

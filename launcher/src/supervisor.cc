@@ -113,6 +113,21 @@ std::string interfaceOf(const std::string& address) {
   return name;
 }
 
+// Whether HOST:PORT can be bound now (nobody serves it). Checked with a plain socket first, so that
+// the usual case, a control plane already there, does not make gRPC log a failed bind.
+bool portIsFree(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
+  Fd sock(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  const bool free = sock.valid() && ::bind(sock.get(), res->ai_addr, res->ai_addrlen) == 0;
+  ::freeaddrinfo(res);
+  return free;
+}
+
 // One of a worker's output streams as the agent sees it.
 struct Stream {
   Fd pipe;              // read end when the agent routes this stream to the console
@@ -628,7 +643,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
     }
     // Host mode: the endpoint is one of this machine's addresses and nobody serves it yet
     // (or --rdzv-conf is_host= says so).
-    if (options_.is_host.value_or(isLocalAddress(hp.first))) {
+    if (options_.is_host.value_or(isLocalAddress(hp.first) && portIsFree(hp.first, hp.second))) {
       server.listen = endpoint_;
       auto s = scheduler::ControlPlaneServer::start(server);
       if (s.ok()) {
