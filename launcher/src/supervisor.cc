@@ -31,6 +31,7 @@
 #include "gangway/launcher/line_prefixer.h"
 #include "gangway/launcher/restart_policy.h"
 #include "gangway/launcher/worker_env.h"
+#include "gangway/scheduler/client.h"
 #include "gangway/scheduler/server.h"
 
 #include "process.h"
@@ -645,7 +646,11 @@ absl::Status SupervisorImpl::connectRendezvous() {
     // (or --rdzv-conf is_host= says so).
     if (options_.is_host.value_or(isLocalAddress(hp.first) && portIsFree(hp.first, hp.second))) {
       server.listen = endpoint_;
+      scheduler::installGrpcLogging();
+      std::optional<scheduler::QuietGrpcErrors> quiet;
+      if (!options_.is_host.has_value()) quiet.emplace();  // another agent may win the port
       auto s = scheduler::ControlPlaneServer::start(server);
+      quiet.reset();
       if (s.ok()) {
         server_ = *std::move(s);
         log().info("hosting the rendezvous of job {} at {}", options_.run_id, endpoint_);
@@ -656,6 +661,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
   }
   c.endpoint = endpoint_;
   socket_ifname_ = interfaceOf(c.address);
+  scheduler::installGrpcLogging();
   GW_ASSIGN_OR_RETURN(client_, RendezvousClient::connect(c));
   epoll_event ev{};
   ev.events = EPOLLIN;

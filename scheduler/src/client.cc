@@ -1,17 +1,59 @@
 #include "gangway/scheduler/client.h"
 
+#include <atomic>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <absl/strings/str_cat.h>
 
+#include "gangway/common/log.h"
 #include "gangway/scheduler/server.h"
 #include "gangway/v1/store.grpc.pb.h"
 
+#include <grpc/support/log.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
 namespace gangway::scheduler {
+
+namespace {
+
+std::atomic<int> quiet_errors{0};
+
+void logToFacade(gpr_log_func_args* args) {
+  static Logger& log = logger("grpc");
+  const char* base = std::strrchr(args->file, '/');
+  const char* file = base != nullptr ? base + 1 : args->file;
+  switch (args->severity) {
+    case GPR_LOG_SEVERITY_ERROR:
+      if (quiet_errors.load() > 0) {
+        log.debug("{}:{}: {}", file, args->line, args->message);
+      } else {
+        log.warn("{}:{}: {}", file, args->line, args->message);
+      }
+      break;
+    case GPR_LOG_SEVERITY_INFO:
+      log.debug("{}:{}: {}", file, args->line, args->message);
+      break;
+    default:
+      log.trace("{}:{}: {}", file, args->line, args->message);
+      break;
+  }
+}
+
+}  // namespace
+
+void installGrpcLogging() {
+  static const bool installed = [] {
+    gpr_set_log_function(logToFacade);
+    return true;
+  }();
+  (void)installed;
+}
+
+QuietGrpcErrors::QuietGrpcErrors() { ++quiet_errors; }
+QuietGrpcErrors::~QuietGrpcErrors() { --quiet_errors; }
 
 absl::Status fromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();

@@ -462,6 +462,7 @@ class ServerImpl final : public ControlPlaneServer {
 
 absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::start(
     const ServerOptions& options) {
+  installGrpcLogging();
   auto server = std::make_unique<ServerImpl>(options);
   if (absl::Status s = server->init(options); !s.ok()) return s;
   return server;

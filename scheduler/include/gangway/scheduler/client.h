@@ -24,6 +24,20 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> makeChannel(const ChannelOptions&
 std::unique_ptr<Store> makeGrpcStore(std::shared_ptr<grpc::Channel> channel, std::string job_id,
                                      std::string token);
 
+// Routes gRPC's own log lines through gangway's logging facade (component "grpc"): its errors
+// become warnings, its info and debug lines debug and trace. Idempotent.
+void installGrpcLogging();
+
+// While alive, gRPC's error lines are logged at debug level: for a call whose failure is expected
+// and handled (an agent trying to host a rendezvous whose port another process took first).
+class QuietGrpcErrors {
+ public:
+  QuietGrpcErrors();
+  ~QuietGrpcErrors();
+  QuietGrpcErrors(const QuietGrpcErrors&) = delete;
+  QuietGrpcErrors& operator=(const QuietGrpcErrors&) = delete;
+};
+
 // Converts between gRPC and Abseil status codes (the numeric values are the same canonical codes).
 absl::Status fromGrpc(const grpc::Status& s);
 grpc::Status toGrpc(const absl::Status& s);
