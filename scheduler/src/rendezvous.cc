@@ -31,6 +31,18 @@ Rendezvous::Job* Rendezvous::findLocked(const std::string& job_id) {
   return it == jobs_.end() ? nullptr : it->second.get();
 }
 
+absl::StatusOr<std::pair<Rendezvous::Job*, Rendezvous::Agent*>> Rendezvous::findAgentLocked(
+    const std::string& job_id, const std::string& agent_id) {
+  Job* job = findLocked(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  auto it = job->agents.find(agent_id);
+  if (it == job->agents.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("agent '", agent_id, "' is not a member of job '", job_id, "'; join first"));
+  }
+  return std::pair{job, &it->second};
+}
+
 void Rendezvous::sendLocked(Agent& agent, v1::RoundEvent event) {
   agent.last_event = std::move(event);
   agent.has_event = true;
@@ -136,14 +148,9 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
 absl::StatusOr<uint64_t> Rendezvous::watch(const std::string& job_id, const std::string& agent_id,
                                            Sink sink, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  Job* job = findLocked(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  auto it = job->agents.find(agent_id);
-  if (it == job->agents.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("agent '", agent_id, "' is not a member of job '", job_id, "'; join first"));
-  }
-  Agent& agent = it->second;
+  auto found = findAgentLocked(job_id, agent_id);
+  if (!found.ok()) return found.status();
+  Agent& agent = *found->second;
   agent.sink = std::move(sink);
   agent.watch_handle = next_handle_++;
   agent.last_seen = now;
@@ -168,15 +175,10 @@ void Rendezvous::unwatch(const std::string& job_id, const std::string& agent_id,
 absl::StatusOr<int64_t> Rendezvous::heartbeat(const std::string& job_id,
                                               const std::string& agent_id, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  Job* job = findLocked(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  auto it = job->agents.find(agent_id);
-  if (it == job->agents.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("agent '", agent_id, "' is not a member of job '", job_id, "'"));
-  }
-  it->second.last_seen = now;
-  return job->round;
+  auto found = findAgentLocked(job_id, agent_id);
+  if (!found.ok()) return found.status();
+  found->second->last_seen = now;
+  return found->first->round;
 }
 
 absl::Status Rendezvous::leave(const std::string& job_id, const std::string& agent_id,
@@ -196,14 +198,10 @@ absl::Status Rendezvous::leave(const std::string& job_id, const std::string& age
 
 absl::Status Rendezvous::report(const v1::WorkerReport& report, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  Job* job = findLocked(report.job_id());
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", report.job_id(), "'"));
-  auto it = job->agents.find(report.agent_id());
-  if (it == job->agents.end()) {
-    return absl::NotFoundError(absl::StrCat("agent '", report.agent_id(),
-                                            "' is not a member of job '", report.job_id(), "'"));
-  }
-  it->second.last_seen = now;
+  auto found = findAgentLocked(report.job_id(), report.agent_id());
+  if (!found.ok()) return found.status();
+  Job* job = found->first;
+  found->second->last_seen = now;
   // Reports for an earlier round, or from a standby, change nothing.
   if (job->ended || report.round() != job->round || !job->round_active ||
       std::find(job->members.begin(), job->members.end(), report.agent_id()) ==

@@ -118,24 +118,25 @@ bool AgentProcess::pump(Clock::time_point deadline) {
   return true;
 }
 
-bool AgentProcess::waitForStdout(const std::function<bool(const std::string&)>& pred,
-                                 std::chrono::milliseconds timeout) {
+bool AgentProcess::waitFor(const std::string& stream,
+                           const std::function<bool(const std::string&)>& pred,
+                           std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  while (!pred(out_)) {
+  while (!pred(stream)) {
     if (out_fd_ < 0 && err_fd_ < 0) return false;
-    if (!pump(deadline)) return pred(out_);
+    if (!pump(deadline)) return pred(stream);
   }
   return true;
 }
 
+bool AgentProcess::waitForStdout(const std::function<bool(const std::string&)>& pred,
+                                 std::chrono::milliseconds timeout) {
+  return waitFor(out_, pred, timeout);
+}
+
 bool AgentProcess::waitForStderr(const std::function<bool(const std::string&)>& pred,
                                  std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred(err_)) {
-    if (out_fd_ < 0 && err_fd_ < 0) return false;
-    if (!pump(deadline)) return pred(err_);
-  }
-  return true;
+  return waitFor(err_, pred, timeout);
 }
 
 AgentResult AgentProcess::wait(std::chrono::milliseconds timeout) {

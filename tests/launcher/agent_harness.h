@@ -46,6 +46,9 @@ class AgentProcess {
 
  private:
   bool pump(std::chrono::steady_clock::time_point deadline);  // one poll round; false at deadline
+  // Reads output until pred(stream) holds (stream is out_ or err_).
+  bool waitFor(const std::string& stream, const std::function<bool(const std::string&)>& pred,
+               std::chrono::milliseconds timeout);
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;

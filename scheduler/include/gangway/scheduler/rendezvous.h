@@ -132,6 +132,10 @@ class Rendezvous {
   };
 
   Job* findLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NotFound naming the job or the agent.
+  absl::StatusOr<std::pair<Job*, Agent*>> findAgentLocked(const std::string& job_id,
+                                                          const std::string& agent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void sendLocked(Agent& agent, v1::RoundEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void removeAgentLocked(Job& job, const std::string& agent_id, const std::string& reason,
                          absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
