@@ -74,22 +74,6 @@ void writeAll(int fd, std::string_view data) {
   }
 }
 
-// Whether `host` (a name or an address) is one of this machine's addresses: binding to it works.
-bool isLocalAddress(const std::string& host) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  if (::getaddrinfo(host.c_str(), "0", &hints, &res) != 0) return false;
-  bool local = false;
-  for (addrinfo* r = res; r != nullptr && !local; r = r->ai_next) {
-    Fd sock(::socket(r->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    local = sock.valid() && ::bind(sock.get(), r->ai_addr, r->ai_addrlen) == 0;
-  }
-  ::freeaddrinfo(res);
-  return local;
-}
-
 // The name of the (non-loopback) interface that holds `address`, or "".
 std::string interfaceOf(const std::string& address) {
   in6_addr want6{};
@@ -114,19 +98,24 @@ std::string interfaceOf(const std::string& address) {
   return name;
 }
 
-// Whether HOST:PORT can be bound now (nobody serves it). Checked with a plain socket first, so that
-// the usual case, a control plane already there, does not make gRPC log a failed bind.
-bool portIsFree(const std::string& host, int port) {
+// Whether HOST:PORT can be bound now: HOST is one of this machine's addresses and nobody serves
+// the port. Checked with a plain socket, so that the usual case (a control plane already there)
+// does not make gRPC log a failed bind.
+bool canBind(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
-  Fd sock(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const int one = 1;
-  ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  const bool free = sock.valid() && ::bind(sock.get(), res->ai_addr, res->ai_addrlen) == 0;
+  bool bound = false;
+  for (addrinfo* r = res; r != nullptr && !bound; r = r->ai_next) {
+    Fd sock(::socket(r->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const int one = 1;
+    bound = sock.valid() &&
+            ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            ::bind(sock.get(), r->ai_addr, r->ai_addrlen) == 0;
+  }
   ::freeaddrinfo(res);
-  return free;
+  return bound;
 }
 
 // One of a worker's output streams as the agent sees it.
@@ -162,7 +151,7 @@ class SupervisorImpl final : public Supervisor {
   absl::Status connectRendezvous();
   // Waits, with no workers running, for the next rendezvous event or a stop signal.
   std::variant<ClientEvent, int> waitIdle();
-  void takeRendezvousEvents(bool& stopping, bool& killed);
+  void takeRendezvousEvents(bool& stopping);
   RoundInfo roundFromAssignment(const v1::Assignment& a) const;
   absl::Status startWorkers(const RoundInfo& round);
   absl::Status openStream(Worker& w, int which, const fs::path& dir, int* child_fd,
@@ -485,7 +474,7 @@ void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>
           }
         }
       } else if (tag == kRdzvTag) {
-        takeRendezvousEvents(stopping, killed);
+        takeRendezvousEvents(stopping);
       } else if (tag == kTimerTag) {
         uint64_t expirations = 0;
         (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
@@ -644,7 +633,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
     }
     // Host mode: the endpoint is one of this machine's addresses and nobody serves it yet
     // (or --rdzv-conf is_host= says so).
-    if (options_.is_host.value_or(isLocalAddress(hp.first) && portIsFree(hp.first, hp.second))) {
+    if (options_.is_host.value_or(canBind(hp.first, hp.second))) {
       server.listen = endpoint_;
       scheduler::installGrpcLogging();
       std::optional<scheduler::QuietGrpcErrors> quiet;
@@ -675,8 +664,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
   return absl::OkStatus();
 }
 
-void SupervisorImpl::takeRendezvousEvents(bool& stopping, bool& killed) {
-  (void)killed;
+void SupervisorImpl::takeRendezvousEvents(bool& stopping) {
   while (auto e = client_->next()) {
     const bool same_round = e->event.has_value() && e->event->has_assignment() &&
                             e->event->assignment().round() == current_round_;
@@ -770,10 +758,9 @@ int SupervisorImpl::runRendezvous() {
     if (!pending_.empty()) continue;
     v1::Assignment a = e.event->assignment();
     if (a.choose_master_port()) {
-      const std::string addr = options_.master_port != 0 ? "" : a.master_addr();
       int port = options_.master_port;
       if (port == 0) {
-        auto picked = pickFreePort(addr);
+        auto picked = pickFreePort(a.master_addr());
         if (!picked.ok()) {
           std::fprintf(stderr, "gangway run: error: %s\n",
                        std::string(picked.status().message()).c_str());
