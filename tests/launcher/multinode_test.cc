@@ -14,14 +14,16 @@
 namespace gangway::testing {
 namespace {
 
-// A `gangway scheduler --listen 127.0.0.1:0` daemon; its address is read from its first line.
+// A `gangway scheduler --listen LISTEN` daemon; its address is read from its first line.
 class Scheduler {
  public:
-  Scheduler() {
+  explicit Scheduler(const std::string& listen = "127.0.0.1:0",
+                     const std::vector<std::string>& extra = {}) {
     // A long heartbeat timeout: loaded CI machines must not lose agents to scheduling delays
     // (a killed agent is still noticed at once, through its stream).
-    proc_ =
-        AgentProcess::start({"scheduler", "--listen", "127.0.0.1:0", "--heartbeat-timeout", "15"});
+    std::vector<std::string> args = {"scheduler", "--listen", listen, "--heartbeat-timeout", "15"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc_ = AgentProcess::start(args);
     const bool up = proc_->waitForStdout(
         [](const std::string& out) { return out.find('\n') != std::string::npos; });
     EXPECT_TRUE(up) << proc_->err();
@@ -254,12 +256,8 @@ TEST(MultiNodeTest, StaticRendezvousHonoursNodeRanks) {
 }
 
 TEST(MultiNodeTest, TwoAgentsOverIpv6) {
-  auto sched = AgentProcess::start({"scheduler", "--listen", "[::1]:0"});
-  ASSERT_TRUE(sched->waitForStdout([](const std::string& out) {
-    return out.find('\n') != std::string::npos;
-  })) << sched->err();
-  const std::string line = sched->out().substr(0, sched->out().find('\n'));
-  const std::string address = line.substr(line.rfind(' ') + 1);
+  Scheduler sched("[::1]:0");
+  const std::string& address = sched.address();
   ASSERT_EQ(address.rfind("[::1]:", 0), 0u) << address;
   const std::string script = "echo rank=$RANK master=$MASTER_ADDR";
   auto a = AgentProcess::start(agentArgs(address, "2", script));
@@ -269,8 +267,6 @@ TEST(MultiNodeTest, TwoAgentsOverIpv6) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("master=::1"), std::string::npos) << r.out;
   }
-  sched->signal(SIGTERM);
-  EXPECT_EQ(sched->wait().exit_code, 0);
 }
 
 TEST(MultiNodeTest, TlsControlPlane) {
@@ -282,13 +278,8 @@ TEST(MultiNodeTest, TlsControlPlane) {
       "subjectAltName=IP:127.0.0.1 -keyout " +
       key + " -out " + cert + " 2>/dev/null";
   ASSERT_EQ(std::system(make_cert.c_str()), 0) << "openssl is needed (scripts/deps.sh)";
-  auto sched = AgentProcess::start(
-      {"scheduler", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key});
-  ASSERT_TRUE(sched->waitForStdout([](const std::string& out) {
-    return out.find('\n') != std::string::npos;
-  })) << sched->err();
-  const std::string line = sched->out().substr(0, sched->out().find('\n'));
-  const std::string address = line.substr(line.rfind(' ') + 1);
+  Scheduler sched("127.0.0.1:0", {"--tls-cert", cert, "--tls-key", key});
+  const std::string& address = sched.address();
   // Without the CA, an agent cannot talk to the control plane.
   const AgentResult plain =
       runAgent(agentArgs(address, "1", "exit 0", {"--rdzv-conf", "is_host=false,join_timeout=1"}));
@@ -299,8 +290,6 @@ TEST(MultiNodeTest, TlsControlPlane) {
       runAgent(agentArgs(address, "1", "echo rank=$RANK", {"--rdzv-conf", "tls_ca=" + cert}));
   EXPECT_EQ(tls.exit_code, 0) << tls.err;
   EXPECT_EQ(tls.out, "[rank0]:rank=0\n");
-  sched->signal(SIGTERM);
-  EXPECT_EQ(sched->wait().exit_code, 0);
 }
 
 }  // namespace
