@@ -11,6 +11,8 @@ packages=(
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
   # RPC and wire format for the control plane
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # topology: NCCL's topology XML, RDMA NICs, NUMA memory policy for workers
+  libtinyxml2-dev libibverbs-dev libnuma-dev
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
   # process and network tools the tests use (setsid, pgrep, ip netns)

@@ -7,6 +7,7 @@
 #include "gangway/common/log.h"
 #include "gangway/launcher/run_options.h"
 #include "gangway/launcher/supervisor.h"
+#include "gangway/launcher/topo_cli.h"
 #include "gangway/launcher/worker_env.h"
 #include "gangway/scheduler/cli.h"
 
@@ -45,15 +46,22 @@ int main(int argc, char** argv) {
       "Run the control plane (rendezvous and job stores) as a daemon that agents reach with "
       "--rdzv-endpoint; it survives the loss of any agent.");
   gangway::scheduler::addSchedulerFlags(*scheduler);
+  CLI::App* topo = app.add_subcommand(
+      "topo",
+      "Show this node's GPUs, NICs, CPUs and NUMA nodes, how they connect, and the GPU/NIC/CPU "
+      "binding gangway run gives each local rank; save or read snapshots (JSON, NCCL's XML); "
+      "plan node ranks for a cluster (--plan).");
+  gangway::launcher::addTopoFlags(*topo);
 
   const std::string command = argc > 1 ? argv[1] : "";
-  const bool known = command == "run" || command == "scheduler";
+  const bool known = command == "run" || command == "scheduler" || command == "topo";
   const std::string who = known ? "gangway " + command : "gangway";
   if (!command.empty() && command[0] != '-' && !known) {
-    std::fprintf(stderr,
-                 "gangway: error: unknown command '%s' (commands: run, scheduler; see gangway "
-                 "--help)\n",
-                 argv[1]);
+    std::fprintf(
+        stderr,
+        "gangway: error: unknown command '%s' (commands: run, scheduler, topo; see gangway "
+        "--help)\n",
+        argv[1]);
     return 2;
   }
   try {
@@ -65,6 +73,7 @@ int main(int argc, char** argv) {
   }
 
   if (*scheduler) return gangway::scheduler::runScheduler(*scheduler);
+  if (*topo) return gangway::launcher::runTopo(*topo);
   if (*run) {
     const gangway::launcher::EnvMap env = gangway::launcher::currentEnvironment();
     auto options = gangway::launcher::resolveRunOptions(

@@ -1,0 +1,350 @@
+#include "gangway/topology/discover.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/match.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
+#include <absl/strings/str_split.h>
+
+#include "gangway/topology/nccl_xml.h"
+
+#include "nvml.h"
+#include "verbs.h"
+#include <unistd.h>
+
+namespace gangway::topology {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::optional<std::string> readText(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(ss.str()));
+}
+
+int readInt(const fs::path& p, int fallback) {
+  int v = fallback;
+  if (auto t = readText(p); !t || !absl::SimpleAtoi(*t, &v)) return fallback;
+  return v;
+}
+
+bool looksLikeBusId(const std::string& s) { return normalizeBusId(s).ok() && s.size() >= 12; }
+
+// The PCI path of the device a sysfs link points to: the host bridge ("pci0000:17"), then every
+// bus id on the way down. Stops at the last bus id (a virtio or infiniband child is not PCI).
+std::vector<std::string> pciPathOf(const fs::path& link) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(link, ec);
+  if (ec) return {};
+  std::vector<std::string> path;
+  bool started = false;
+  for (const auto& part : real) {
+    const std::string s = part.string();
+    if (!started) {
+      if (absl::StartsWith(s, "pci") && s.size() > 3 && s.find(':') != std::string::npos) {
+        started = true;
+        path.push_back(s);
+      }
+      continue;
+    }
+    if (!looksLikeBusId(s)) break;
+    path.push_back(*normalizeBusId(s));
+  }
+  if (path.size() < 2) return {};
+  return path;
+}
+
+std::vector<std::string> listDir(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end(), naturalLess);
+  return names;
+}
+
+// "400 Gb/sec (4X NDR)" -> 400.
+double leadingNumber(const std::string& text) {
+  std::vector<absl::string_view> words = absl::StrSplit(text, ' ');
+  double v = 0;
+  if (words.empty() || !absl::SimpleAtod(words[0], &v)) return 0;
+  return v;
+}
+
+class Discovery {
+ public:
+  explicit Discovery(const DiscoverOptions& o) : o_(o), root_(o.root.empty() ? "/" : o.root) {}
+
+  NodeTopology run() {
+    t_.source = absl::StrCat("sysfs ", o_.root.empty() ? "/" : o_.root);
+    t_.hostname = o_.hostname;
+    if (t_.hostname.empty()) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof(host) - 1) == 0) t_.hostname = host;
+    }
+    if (!fs::exists(sys("class/pci_bus")) && fs::exists(sys("bus/pci/devices"))) {
+      t_.notes.push_back(
+          "no /sys/class/pci_bus (usual in containers): PCI paths come from /sys/bus/pci/devices");
+    }
+    cpusAndNuma();
+    gpus();
+    rdmaNics();
+    netInterfaces();
+    networkPath();
+    return std::move(t_);
+  }
+
+ private:
+  fs::path sys(const std::string& rel) const { return root_ / "sys" / rel; }
+
+  void cpusAndNuma() {
+    if (auto online = readText(sys("devices/system/cpu/online"))) {
+      if (auto cpus = parseCpuList(*online); cpus.ok()) t_.cpus = *cpus;
+    }
+    for (const auto& name : listDir(sys("devices/system/node"))) {
+      int id = 0;
+      if (!absl::StartsWith(name, "node") || !absl::SimpleAtoi(name.substr(4), &id)) continue;
+      NumaNode n;
+      n.id = id;
+      if (auto list = readText(sys("devices/system/node") / name / "cpulist")) {
+        if (auto cpus = parseCpuList(*list); cpus.ok()) n.cpus = *cpus;
+      }
+      if (auto meminfo = readText(sys("devices/system/node") / name / "meminfo")) {
+        for (absl::string_view line : absl::StrSplit(*meminfo, '\n')) {
+          std::vector<absl::string_view> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+          int64_t kb = 0;
+          if (w.size() >= 4 && w[2] == "MemTotal:" && absl::SimpleAtoi(w[3], &kb)) {
+            n.memory_bytes = kb * 1024;
+          }
+        }
+      }
+      t_.numa_nodes.push_back(std::move(n));
+    }
+    if (t_.cpus.empty()) {
+      for (const auto& n : t_.numa_nodes)
+        t_.cpus.insert(t_.cpus.end(), n.cpus.begin(), n.cpus.end());
+      std::sort(t_.cpus.begin(), t_.cpus.end());
+      if (t_.cpus.empty() && root_ == "/") {
+        const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < n; ++c) t_.cpus.push_back(static_cast<int>(c));
+      }
+      t_.notes.push_back("no /sys/devices/system/cpu/online: CPUs taken from the NUMA nodes");
+    }
+    if (t_.numa_nodes.empty()) {
+      t_.numa_nodes.push_back(NumaNode{0, t_.cpus, 0});
+      t_.notes.push_back(
+          "no /sys/devices/system/node: one NUMA node assumed, holding every online CPU");
+    }
+  }
+
+  // PCI path, NUMA node and local CPUs of a device, from /sys/bus/pci/devices/<bus id>.
+  bool pciDetails(const std::string& bus_id, const std::string& what,
+                  std::vector<std::string>* path, int* numa, std::vector<int>* cpus) {
+    const fs::path dev = sys("bus/pci/devices") / bus_id;
+    std::error_code ec;
+    if (!fs::exists(dev, ec)) {
+      t_.notes.push_back(absl::StrCat("no /sys/bus/pci/devices/", bus_id, " for ", what,
+                                      ": its PCI path is unknown, so its links are judged by NUMA "
+                                      "node only (NODE or SYS)"));
+      return false;
+    }
+    *path = pciPathOf(dev);
+    *numa = readInt(dev / "numa_node", -1);
+    if (auto list = readText(dev / "local_cpulist")) {
+      if (auto c = parseCpuList(*list); c.ok()) *cpus = *c;
+    }
+    if (*numa < 0 && t_.numa_nodes.size() == 1) *numa = t_.numa_nodes[0].id;
+    if (*numa >= 0 && cpus->empty()) {
+      for (const auto& n : t_.numa_nodes) {
+        if (n.id == *numa) *cpus = n.cpus;
+      }
+    }
+    return true;
+  }
+
+  void gpus() {
+    std::string library = o_.nvml_library;
+    if (library.empty()) {
+      if (const char* env = std::getenv("GANGWAY_NVML_LIBRARY"); env != nullptr && *env != 0) {
+        library = env;
+      } else if (root_ == "/") {
+        library = "libnvidia-ml.so.1";
+      }
+    }
+    // NVIDIA display or 3D controllers on the PCI bus, to say what NVML would have found.
+    std::vector<std::string> pci_gpus;
+    for (const auto& name : listDir(sys("bus/pci/devices"))) {
+      const fs::path dev = sys("bus/pci/devices") / name;
+      const auto vendor = readText(dev / "vendor");
+      const auto cls = readText(dev / "class");
+      if (vendor && *vendor == "0x10de" && cls &&
+          (absl::StartsWith(*cls, "0x0302") || absl::StartsWith(*cls, "0x0300"))) {
+        pci_gpus.push_back(name);
+      }
+    }
+    std::sort(pci_gpus.begin(), pci_gpus.end());
+    if (library.empty()) {
+      t_.gpu_source = "none: NVML is not used under a fixture root unless named";
+      if (!pci_gpus.empty()) {
+        t_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
+                                        absl::StrJoin(pci_gpus, ", "),
+                                        ") but no NVML library named: no GPUs mapped"));
+      }
+      return;
+    }
+    NvmlResult nvml = queryNvml(library);
+    if (!nvml.loaded) {
+      t_.gpu_source = absl::StrCat("none: ", nvml.error);
+      if (!pci_gpus.empty()) {
+        t_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
+                                        absl::StrJoin(pci_gpus, ", "),
+                                        ") but NVML is not usable: no GPUs mapped"));
+      }
+      return;
+    }
+    t_.gpu_source =
+        absl::StrCat("nvml", nvml.driver_version.empty() ? "" : " driver ", nvml.driver_version);
+    if (!nvml.error.empty()) t_.notes.push_back(absl::StrCat("NVML: ", nvml.error));
+    for (auto& g : nvml.gpus) {
+      pciDetails(g.bus_id, absl::StrCat("GPU", g.index, " (", g.bus_id, ")"), &g.pci_path,
+                 &g.numa_node, &g.cpus);
+      t_.gpus.push_back(std::move(g));
+    }
+    std::string clique;
+    bool same = !t_.gpus.empty();
+    for (const auto& g : t_.gpus) {
+      if (g.fabric_clique.empty() || (!clique.empty() && g.fabric_clique != clique)) same = false;
+      clique = g.fabric_clique;
+    }
+    if (same) {
+      t_.nvlink_domain = clique;
+    } else if (!clique.empty()) {
+      t_.notes.push_back("the GPUs report different NVLink fabric cliques: no NVLink domain set");
+    }
+  }
+
+  void rdmaNics() {
+    const fs::path dir = sys("class/infiniband");
+    for (const auto& name : listDir(dir)) {
+      Nic n;
+      n.name = name;
+      n.rdma = true;
+      const fs::path dev = dir / name;
+      n.pci_path = pciPathOf(dev / "device");
+      if (!n.pci_path.empty()) n.bus_id = n.pci_path.back();
+      n.numa_node = readInt(dev / "device/numa_node", -1);
+      if (n.numa_node < 0 && t_.numa_nodes.size() == 1) n.numa_node = t_.numa_nodes[0].id;
+      if (auto guid = readText(dev / "node_guid")) n.guid = *guid;
+      for (const auto& netdev : listDir(dev / "device/net")) n.netdevs.push_back(netdev);
+      for (const auto& p : listDir(dev / "ports")) {
+        NicPort port;
+        if (!absl::SimpleAtoi(p, &port.port)) continue;
+        const fs::path pd = dev / "ports" / p;
+        if (auto state = readText(pd / "state")) {
+          // "4: ACTIVE"
+          const auto colon = state->find(':');
+          port.state = std::string(absl::StripAsciiWhitespace(
+              colon == std::string::npos ? *state : state->substr(colon + 1)));
+        }
+        if (auto ll = readText(pd / "link_layer")) port.link_layer = *ll;
+        if (auto rate = readText(pd / "rate")) port.rate_gbps = leadingNumber(*rate);
+        n.speed_gbps = std::max(n.speed_gbps, port.rate_gbps);
+        n.ports.push_back(std::move(port));
+      }
+      if (n.pci_path.empty()) {
+        t_.notes.push_back(
+            absl::StrCat("RDMA device ", name, ": no PCI path in sysfs; judged by NUMA node only"));
+      }
+      t_.nics.push_back(std::move(n));
+    }
+    if (root_ == "/") mergeVerbs(&t_);
+  }
+
+  void netInterfaces() {
+    std::vector<std::string> taken;
+    for (const auto& n : t_.nics) taken.insert(taken.end(), n.netdevs.begin(), n.netdevs.end());
+    const fs::path dir = sys("class/net");
+    for (const auto& name : listDir(dir)) {
+      if (std::find(taken.begin(), taken.end(), name) != taken.end()) continue;
+      std::error_code ec;
+      if (!fs::exists(dir / name / "device", ec)) continue;  // virtual: lo, veth, bridges
+      Nic n;
+      n.name = name;
+      n.pci_path = pciPathOf(dir / name / "device");
+      if (!n.pci_path.empty()) {
+        n.bus_id = n.pci_path.back();
+        const fs::path pci = sys("bus/pci/devices") / n.bus_id;
+        n.numa_node = readInt(pci / "numa_node", -1);
+      }
+      if (n.numa_node < 0 && t_.numa_nodes.size() == 1) n.numa_node = t_.numa_nodes[0].id;
+      const int mbps = readInt(dir / name / "speed", -1);
+      if (mbps > 0) n.speed_gbps = mbps / 1000.0;
+      t_.nics.push_back(std::move(n));
+    }
+  }
+
+  void networkPath() {
+    std::string path = o_.network_path;
+    if (path.empty()) {
+      if (const char* env = std::getenv("GANGWAY_NETWORK_PATH"); env != nullptr) path = env;
+    }
+    if (path.empty()) return;
+    auto parts = parseNetworkPath(path);
+    if (!parts.ok()) {
+      t_.notes.push_back(absl::StrCat("network path ignored: ", parts.status().message()));
+      return;
+    }
+    t_.network_path = absl::StrJoin(*parts, "/");
+  }
+
+  const DiscoverOptions& o_;
+  fs::path root_;
+  NodeTopology t_;
+};
+
+}  // namespace
+
+NodeTopology discover(const DiscoverOptions& options) { return Discovery(options).run(); }
+
+absl::StatusOr<std::vector<std::string>> parseNetworkPath(absl::string_view text) {
+  std::vector<std::string> parts;
+  for (absl::string_view p : absl::StrSplit(absl::StripAsciiWhitespace(text), '/')) {
+    const bool ok = !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
+      return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':';
+    });
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", text,
+          "' is not a network path (expected switch names from the top down, e.g. spine2/leaf7)"));
+    }
+    parts.emplace_back(p);
+  }
+  return parts;
+}
+
+absl::StatusOr<NodeTopology> loadTopologyFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read topology file ", path));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '<') return parseNcclXml(text, path);
+  auto t = parseJson(text, path);
+  if (t.ok() && t->source.empty()) t->source = absl::StrCat("file ", path);
+  return t;
+}
+
+}  // namespace gangway::topology
