@@ -18,6 +18,8 @@
 
 #include <fcntl.h>
 #include <netdb.h>
+#include <numaif.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -72,6 +74,23 @@ absl::StatusOr<pid_t> spawnProcess(const SpawnRequest& req,
                                    const std::function<void(pid_t)>& on_forked) {
   std::vector<char*> argv = cStrings(req.argv);
   std::vector<char*> envp = cStrings(req.env);
+  // Prepared here: the child may only make system calls.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (int c : req.cpus) {
+    if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &cpus);
+  }
+  const volatile bool bind_cpus = !req.cpus.empty();
+  constexpr int kMaxNodes = 1024;
+  unsigned long nodes[kMaxNodes / (8 * sizeof(unsigned long))] = {};
+  const volatile bool set_policy =
+      req.memory != MemoryPolicy::kDefault && req.numa_node >= 0 && req.numa_node < kMaxNodes;
+  if (set_policy) {
+    nodes[static_cast<std::size_t>(req.numa_node) / (8 * sizeof(unsigned long))] |=
+        1UL << (static_cast<unsigned>(req.numa_node) % (8 * sizeof(unsigned long)));
+  }
+  const volatile int policy = req.memory == MemoryPolicy::kBind ? MPOL_BIND : MPOL_PREFERRED;
+  volatile int failed_step = 0;  // 1: CPU affinity, 2: memory policy
   const pid_t parent = ::getpid();
   // vfork: the agent is suspended until the child has exec'd (or failed to), without copying its
   // page tables, and the child reports an exec failure through this shared variable. The child
@@ -90,12 +109,32 @@ absl::StatusOr<pid_t> spawnProcess(const SpawnRequest& req,
       ::_exit(127);
     }
     ::close_range(3, ~0U, 0);
+    if (bind_cpus && ::sched_setaffinity(0, sizeof(cpus), &cpus) != 0) {
+      child_errno = errno;
+      failed_step = 1;
+      ::_exit(127);
+    }
+    if (set_policy && ::set_mempolicy(policy, nodes, kMaxNodes + 1) != 0) {
+      child_errno = errno;
+      failed_step = 2;
+      ::_exit(127);
+    }
     ::execve(req.program.c_str(), argv.data(), envp.data());
     child_errno = errno;
     ::_exit(127);
   }
   ::setpgid(pid, pid);  // also done in the child; whichever runs first wins the race
   if (on_forked) on_forked(pid);
+  if (child_errno != 0 && failed_step != 0) {
+    ::waitpid(pid, nullptr, 0);
+    std::string cpu_list;
+    for (int c : req.cpus) absl::StrAppend(&cpu_list, cpu_list.empty() ? "" : ",", c);
+    return absl::FailedPreconditionError(
+        failed_step == 1
+            ? absl::StrCat("cannot bind to CPUs ", cpu_list, ": ", std::strerror(child_errno))
+            : absl::StrCat("cannot set the memory policy on NUMA node ", req.numa_node, ": ",
+                           std::strerror(child_errno)));
+  }
   if (child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     return absl::FailedPreconditionError(

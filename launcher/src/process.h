@@ -40,18 +40,25 @@ class Fd {
 // created later never land on them.
 void ensureStdFdsOpen();
 
+// The memory policy a worker starts with (set_mempolicy(2) on its NUMA node).
+enum class MemoryPolicy { kDefault, kPreferred, kBind };
+
 struct SpawnRequest {
   std::string program;            // absolute path to exec
   std::vector<std::string> argv;  // argv[0] first
   std::vector<std::string> env;   // KEY=VALUE
   int stdout_fd = 1;              // becomes the child's descriptor 1
   int stderr_fd = 2;              // becomes the child's descriptor 2
+  std::vector<int> cpus;          // CPU affinity; empty: inherited
+  MemoryPolicy memory = MemoryPolicy::kDefault;
+  int numa_node = -1;  // for kPreferred and kBind
 };
 
 // Forks and execs `req`. The child leads its own process group (pgid == pid), dies with SIGKILL
 // when the agent dies (PR_SET_PDEATHSIG), starts with an empty signal mask and default signal
 // dispositions, and inherits no descriptor above 2. Returns once the exec has succeeded; an exec
-// failure comes back as an error naming the program (the child is reaped). `on_forked` runs in the
+// failure comes back as an error naming the program (the child is reaped); so does a CPU affinity
+// or memory policy the kernel refuses. `on_forked` runs in the
 // agent right after the fork, before the exec is confirmed (to register the group with the
 // watchdog before the worker can start anything).
 absl::StatusOr<pid_t> spawnProcess(const SpawnRequest& req,

@@ -137,6 +137,10 @@ absl::Status RendezvousClient::join() {
   char host[256] = {};
   ::gethostname(host, sizeof(host) - 1);
   req.mutable_topology()->set_hostname(host);
+  req.mutable_topology()->set_gpu_count(options_.gpu_count);
+  req.mutable_topology()->set_network_path(options_.network_path);
+  req.mutable_topology()->set_nvlink_domain(options_.nvlink_domain);
+  req.set_parallelism(options_.parallelism);
   const absl::Time deadline = absl::Now() + options_.join_timeout;
   absl::Duration backoff = absl::Milliseconds(50);
   for (int attempt = 1;; ++attempt) {

@@ -31,6 +31,10 @@ struct RendezvousClientOptions {
   int max_nodes = 1;
   int max_restarts = 0;
   std::optional<int> node_rank;  // static rendezvous
+  int gpu_count = 0;
+  std::string network_path;  // "spine2/leaf7"
+  std::string nvlink_domain;
+  std::string parallelism;  // "tp=8,pp=4"
   std::string token;
   std::string tls_ca_file;
   absl::Duration join_timeout = absl::Seconds(600);

@@ -19,6 +19,8 @@
 #include <absl/strings/strip.h>
 
 #include "gangway/common/status.h"
+#include "gangway/topology/discover.h"
+#include "gangway/topology/placement.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -78,6 +80,21 @@ constexpr FlagSpec kFlags[] = {
      "MASTER_PORT given to the workers; when not given, a free port is bound for every round."},
     {"local-addr", nullptr, false, "", true,
      "Address of this node that other nodes and the workers use to reach it."},
+    {"topology", nullptr, false, "auto", false,
+     "Where this node's topology comes from: auto (discover GPUs, NICs and NUMA nodes), off (no "
+     "binding), or a snapshot FILE (gangway topo --json, or NCCL's topology XML)."},
+    {"sysfs-root", nullptr, false, "/", false,
+     "Discover the topology under DIR instead of / (see gangway topo --sysfs-root)."},
+    {"numa-binding", nullptr, false, "node", false,
+     "CPU and memory binding of each worker when the node has GPUs: none, node (the CPUs of its "
+     "GPU's NUMA node, memory preferred there) or exclusive (an even share of those CPUs, memory "
+     "bound to the node)."},
+    {"network-path", nullptr, false, "", false,
+     "This node's switch path, top first (e.g. spine2/leaf7), for the node order; default "
+     "$GANGWAY_NETWORK_PATH."},
+    {"parallelism", nullptr, false, "", false,
+     "Megatron's parallel sizes, e.g. tp=8,pp=4 (dp: the rest): node ranks keep tensor-parallel "
+     "groups in NVLink domains and data-parallel groups under one leaf switch."},
     {"grace-period", nullptr, false, "30", false,
      "Seconds between SIGTERM and SIGKILL when workers are stopped (failure, restart or a signal "
      "to the agent)."},
@@ -513,6 +530,40 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
       }
       o.console[rank] = true;
     }
+  }
+  o.topology = raw.values.at("topology");
+  if (o.topology.empty()) return invalid(raw, "topology", "auto, off or a snapshot file");
+  if (o.topology != "auto" && o.topology != "off") {
+    auto loaded = topology::loadTopologyFile(o.topology);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--topology: ", loaded.status().message()));
+    }
+  }
+  o.sysfs_root = raw.values.at("sysfs-root");
+  if (std::error_code ec; !std::filesystem::is_directory(o.sysfs_root, ec)) {
+    return invalid(raw, "sysfs-root", "a directory");
+  }
+  {
+    auto binding = topology::parseNumaBinding(raw.values.at("numa-binding"));
+    if (!binding.ok()) return invalid(raw, "numa-binding", "none, node or exclusive");
+    o.numa_binding = *binding;
+  }
+  o.network_path = raw.values.at("network-path");
+  if (o.network_path.empty()) {
+    if (auto it = env.find("GANGWAY_NETWORK_PATH"); it != env.end()) o.network_path = it->second;
+  }
+  if (!o.network_path.empty()) {
+    auto parts = topology::parseNetworkPath(o.network_path);
+    if (!parts.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          raw.values.at("network-path").empty() ? "GANGWAY_NETWORK_PATH" : "--network-path", ": ",
+          parts.status().message()));
+    }
+  }
+  if (const std::string& p = raw.values.at("parallelism"); !p.empty()) {
+    auto parsed = topology::parseParallelism(p);
+    if (!parsed.ok()) return absl::InvalidArgumentError(std::string(parsed.status().message()));
+    o.parallelism = topology::formatParallelism(*parsed);
   }
   GW_RETURN_IF_ERROR(resolveEntrypoint(raw, env, o));
   return o;

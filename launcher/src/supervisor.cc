@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
 
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
@@ -33,6 +34,8 @@
 #include "gangway/launcher/worker_env.h"
 #include "gangway/scheduler/client.h"
 #include "gangway/scheduler/server.h"
+#include "gangway/topology/discover.h"
+#include "gangway/topology/mapping.h"
 
 #include "process.h"
 #include "rendezvous_client.h"
@@ -40,6 +43,7 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -143,6 +147,8 @@ class SupervisorImpl final : public Supervisor {
   ~SupervisorImpl() override { cleanup(); }
 
   absl::Status init();
+  // Discovers (or loads) the node's topology and maps the local ranks onto it.
+  absl::Status initTopology();
   int run() override;
 
  private:
@@ -170,6 +176,8 @@ class SupervisorImpl final : public Supervisor {
   RunOptions options_;
   EnvMap base_env_;
   std::string host_;
+  topology::NodeTopology topology_;  // this node, as discovered (or loaded) at start
+  topology::LocalMapping mapping_;   // GPU, NIC and CPUs of each local rank; empty: no binding
   fs::path log_root_;
   bool keep_logs_ = false;
   Fd epoll_;
@@ -244,7 +252,56 @@ absl::Status SupervisorImpl::init() {
                                                    parent.string(), "': ", std::strerror(errno)));
   }
   log_root_ = templ;
+  GW_RETURN_IF_ERROR(initTopology());
   GW_ASSIGN_OR_RETURN(watchdog_, Watchdog::start());
+  return absl::OkStatus();
+}
+
+absl::Status SupervisorImpl::initTopology() {
+  if (options_.topology == "off") return absl::OkStatus();
+  if (options_.topology == "auto") {
+    topology::DiscoverOptions d;
+    d.root = options_.sysfs_root;
+    d.network_path = options_.network_path;
+    d.hostname = host_;
+    topology_ = topology::discover(d);
+  } else {
+    auto loaded = topology::loadTopologyFile(options_.topology);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--topology: ", loaded.status().message()));
+    }
+    topology_ = *std::move(loaded);
+    if (!options_.network_path.empty()) topology_.network_path = options_.network_path;
+  }
+  topology::MappingOptions m;
+  m.nproc = options_.nproc_per_node;
+  m.numa = options_.numa_binding;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) m.allowed_cpus.push_back(c);
+    }
+  }
+  if (auto it = base_env_.find("CUDA_VISIBLE_DEVICES"); it != base_env_.end()) {
+    m.visible_devices_set = true;
+    m.visible_devices = it->second;
+  }
+  mapping_ = topology::mapLocalRanks(topology_, m);
+  if (!mapping_.ranks.empty()) {
+    std::vector<std::string> ranks;
+    for (const auto& b : mapping_.ranks) {
+      ranks.push_back(absl::StrCat(b.local_rank, ":GPU", b.gpu, b.nic.empty() ? "" : "/", b.nic,
+                                   b.cpus.empty() ? "" : "/CPUs ",
+                                   b.cpus.empty() ? "" : topology::formatCpuList(b.cpus)));
+    }
+    log().info("topology: {} GPU(s), {} NIC(s), {} NUMA node(s); binding (--numa-binding {}) {}",
+               topology_.gpus.size(), topology_.nics.size(), topology_.numa_nodes.size(),
+               topology::numaBindingName(options_.numa_binding), absl::StrJoin(ranks, " "));
+  }
+  for (const auto& note : mapping_.notes) {
+    if (!topology_.gpus.empty()) log().info("topology: {}", note);
+  }
   return absl::OkStatus();
 }
 
@@ -314,7 +371,20 @@ absl::Status SupervisorImpl::startWorkers(const RoundInfo& round) {
     SpawnRequest req;
     req.program = options_.program;
     req.argv = options_.argv;
-    req.env = toEnvStrings(buildWorkerEnv(options_, round, lr, w.error_file, base_env_));
+    EnvMap env = buildWorkerEnv(options_, round, lr, w.error_file, base_env_);
+    for (auto& [key, value] : topology::bindingEnv(mapping_, lr)) {
+      if (key == "NCCL_IB_HCA" && base_env_.count(key) > 0) continue;  // the user's choice
+      env[key] = std::move(value);
+    }
+    req.env = toEnvStrings(env);
+    if (lr < static_cast<int>(mapping_.ranks.size())) {
+      const topology::RankBinding& b = mapping_.ranks[static_cast<std::size_t>(lr)];
+      req.cpus = b.cpus;
+      req.numa_node = b.numa_node;
+      req.memory = b.bind_memory     ? MemoryPolicy::kBind
+                   : b.prefer_memory ? MemoryPolicy::kPreferred
+                                     : MemoryPolicy::kDefault;
+    }
     Fd child_out, child_err;
     GW_RETURN_IF_ERROR(openStream(w, 0, dir, &req.stdout_fd, &child_out));
     GW_RETURN_IF_ERROR(openStream(w, 1, dir, &req.stderr_fd, &child_err));
@@ -602,6 +672,10 @@ absl::Status SupervisorImpl::connectRendezvous() {
   c.max_nodes = options_.nnodes_max;
   c.max_restarts = options_.max_restarts;
   if (options_.static_node_rank) c.node_rank = options_.node_rank;
+  c.gpu_count = static_cast<int>(topology_.gpus.size());
+  c.network_path = topology_.network_path.empty() ? options_.network_path : topology_.network_path;
+  c.nvlink_domain = topology_.nvlink_domain;
+  c.parallelism = options_.parallelism;
   c.token = options_.token;
   c.tls_ca_file = options_.tls_ca_file;
   c.join_timeout = absl::Seconds(options_.join_timeout_s);

@@ -6,6 +6,8 @@
 #include <absl/strings/str_format.h>
 
 #include "gangway/common/log.h"
+#include "gangway/topology/discover.h"
+#include "gangway/topology/placement.h"
 
 namespace gangway::scheduler {
 namespace {
@@ -96,6 +98,7 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
     created->min_nodes = req.min_nodes();
     created->max_nodes = req.max_nodes();
     created->max_restarts = req.max_restarts();
+    created->parallelism = req.parallelism();
     job = created.get();
     jobs_[req.job_id()] = std::move(created);
     log().debug("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
@@ -118,6 +121,11 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
     return absl::FailedPreconditionError(
         absl::StrCat("--max-restarts ", req.max_restarts(), " disagrees with job '", job->id,
                      "', which has --max-restarts ", job->max_restarts));
+  }
+  if (req.parallelism() != job->parallelism) {
+    return absl::FailedPreconditionError(absl::StrCat("--parallelism '", req.parallelism(),
+                                                      "' disagrees with job '", job->id,
+                                                      "', which has '", job->parallelism, "'"));
   }
   if (req.has_node_rank()) {
     if (req.node_rank() < 0 || req.node_rank() >= job->max_nodes) {
@@ -274,7 +282,46 @@ std::vector<std::string> Rendezvous::chooseMembersLocked(const Job& job) const {
   const size_t n = std::min(ordered.size(), static_cast<size_t>(job.max_nodes));
   chosen.reserve(n);
   for (size_t i = 0; i < n; ++i) chosen.push_back(ordered[i]->info.agent_id());
-  return chosen;
+  return orderByTopology(job, chosen);
+}
+
+std::vector<std::string> Rendezvous::orderByTopology(const Job& job,
+                                                     std::vector<std::string> chosen) const {
+  // Static node ranks are the user's; with no location and no parallelism, stability wins.
+  bool located = !job.parallelism.empty();
+  std::vector<topology::PlacementNode> nodes;
+  nodes.reserve(chosen.size());
+  int world = 0;
+  int nproc = -1;
+  for (const auto& id : chosen) {
+    const v1::JoinRequest& info = job.agents.at(id).info;
+    if (info.has_node_rank()) return chosen;
+    const v1::NodeTopology& t = info.topology();
+    located = located || !t.network_path().empty() || !t.nvlink_domain().empty();
+    topology::PlacementNode p;
+    p.name = t.hostname().empty() ? id : t.hostname();
+    if (auto path = topology::parseNetworkPath(t.network_path()); path.ok()) p.path = *path;
+    p.domain = t.nvlink_domain();
+    nodes.push_back(std::move(p));
+    world += info.local_world_size();
+    nproc = nproc < 0 || nproc == info.local_world_size() ? info.local_world_size() : 0;
+  }
+  if (!located || chosen.size() < 2) return chosen;
+  topology::Parallelism parallelism;
+  const topology::Parallelism* p = nullptr;
+  if (!job.parallelism.empty() && nproc > 0) {
+    auto parsed = topology::parseParallelism(job.parallelism);
+    if (parsed.ok() && topology::resolveParallelism(&*parsed, world).ok()) {
+      parallelism = *parsed;
+      p = &parallelism;
+    }
+  }
+  std::vector<std::string> out;
+  out.reserve(chosen.size());
+  for (int i : topology::orderNodes(nodes, std::max(nproc, 1), p)) {
+    out.push_back(chosen[static_cast<size_t>(i)]);
+  }
+  return out;
 }
 
 void Rendezvous::evaluateLocked(Job& job, absl::Time now) {

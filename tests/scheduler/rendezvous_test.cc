@@ -90,7 +90,9 @@ TEST_F(RendezvousTest, RoundFormsAtMaxAtOnce) {
     EXPECT_EQ(a.master_addr(), "10.0.0.1");
     EXPECT_EQ(a.nodes_size(), 4);
     EXPECT_EQ(a.master_port_key(), masterPortKey(1));
-    if (i > 0) EXPECT_EQ(a.master_port(), 20001);
+    if (i > 0) {
+      EXPECT_EQ(a.master_port(), 20001);
+    }
   }
   // The full layout is in the store too.
   auto store = *rdzv_.store("job");
@@ -361,6 +363,31 @@ TEST_F(RendezvousTest, EndedJobsAreForgottenAfterRetention) {
   handles_.clear();
   advance(absl::Minutes(10));
   EXPECT_EQ(rdzv_.view("job").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RendezvousTest, NodeRanksFollowTheNetworkPath) {
+  // Four agents arrive alternating between two leaves; node ranks group each leaf.
+  const char* leaves[] = {"spine1/leaf2", "spine1/leaf1", "spine1/leaf2", "spine1/leaf1"};
+  for (int i = 0; i < 4; ++i) {
+    v1::JoinRequest r = joinRequest("a" + std::to_string(i + 1), 2, 4, 4);
+    r.mutable_topology()->set_hostname("host" + std::to_string(i + 1));
+    r.mutable_topology()->set_network_path(leaves[i]);
+    ASSERT_TRUE(rdzv_.join(r, "", now_).ok());
+  }
+  rdzv_.tick(now_);
+  EXPECT_EQ(view().members, (std::vector<std::string>{"a2", "a4", "a1", "a3"}));
+}
+
+TEST_F(RendezvousTest, ParallelismIsFixedByTheFirstJoin) {
+  v1::JoinRequest first = joinRequest("a1");
+  first.set_parallelism("tp=2,pp=2");
+  ASSERT_TRUE(rdzv_.join(first, "", now_).ok());
+  v1::JoinRequest other = joinRequest("a2");
+  other.set_parallelism("tp=2,pp=1");
+  const absl::Status s = rdzv_.join(other, "", now_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "--parallelism 'tp=2,pp=1' disagrees with job 'job', which has 'tp=2,pp=2'");
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include <absl/status/statusor.h>
 
+#include "gangway/topology/mapping.h"
+
 namespace CLI {  // NOLINT(readability-identifier-naming): CLI11's namespace
 class App;
 }
@@ -72,6 +74,13 @@ struct RunOptions {
   std::string tls_ca_file;         // --rdzv-conf tls_ca=: TLS to the control plane
   std::string tls_cert_file;       // --rdzv-conf tls_cert= / tls_key=: TLS in host mode
   std::string tls_key_file;
+
+  // Topology (launcher/topology): where it comes from and how workers are bound to it.
+  std::string topology = "auto";  // auto (discover), off (no binding), or a snapshot file
+  std::string sysfs_root = "/";
+  topology::NumaBinding numa_binding = topology::NumaBinding::kNode;
+  std::string network_path;  // --network-path or $GANGWAY_NETWORK_PATH: "spine2/leaf7"
+  std::string parallelism;   // --parallelism: "tp=8,pp=4", for the rendezvous' node order
 
   // Supervision.
   int max_restarts = 0;

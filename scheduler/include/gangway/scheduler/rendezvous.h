@@ -8,7 +8,10 @@
 // - A round forms when at least MIN agents are present: at once when MAX are, else when the
 //   last-call window after reaching MIN expires. Agents beyond MAX wait as standbys.
 // - Node ranks are stable: members of the previous round keep their order, newcomers follow in
-//   join order. Global ranks are offset by each node's own local world size.
+//   join order. Global ranks are offset by each node's own local world size. When agents report
+//   their network location (switch path, NVLink domain) or the job names its parallelism, node
+//   ranks follow the topology instead (launcher/topology/placement.h): every round restarts
+//   every worker anyway, so a re-ordered rank costs nothing.
 // - A lost agent (heartbeats missed, Watch stream closed) or a Leave stops the round's other
 //   members at once and forms a new round (after the last call) if at least MIN remain; below MIN
 //   the job waits, and fails at join_timeout.
@@ -114,6 +117,7 @@ class Rendezvous {
     int min_nodes = 1;
     int max_nodes = 1;
     int max_restarts = 0;
+    std::string parallelism;  // --parallelism of the first Join
     std::map<std::string, Agent> agents;
     int64_t join_counter = 0;
     int64_t round = 0;
@@ -140,6 +144,9 @@ class Rendezvous {
   void removeAgentLocked(Job& job, const std::string& agent_id, const std::string& reason,
                          absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> chooseMembersLocked(const Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The chosen members in topology order, when the job has locations or a parallelism.
+  std::vector<std::string> orderByTopology(const Job& job, std::vector<std::string> chosen) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void evaluateLocked(Job& job, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void formRoundLocked(Job& job, std::vector<std::string> members)
