@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gangway/topology/discover.h"
+
 #include "fixture.h"
 
 namespace gangway::topology {
@@ -53,8 +55,17 @@ TEST(NcclXml, ExportUsesNcclsNvSwitchClassAndExactBusIds) {
       << xml;
   EXPECT_NE(xml.find("<nvlink target=\"0000:05:00.0\" count=\"5\" tclass=\"0x068000\"/>"),
             std::string::npos);
-  EXPECT_NE(xml.find("<net name=\"mlx5_0\" port=\"1\" speed=\"400000\""), std::string::npos);
-  EXPECT_NE(xml.find("<pci busid=\"0000:18:00.0\" class=\"0x030200\">"), std::string::npos);
+  EXPECT_NE(xml.find("<net name=\"mlx5_0\" dev=\"1\" speed=\"400000\" port=\"1\" latency=\"0\" "
+                     "guid=\"0xb83fd20300190001\" maxconn=\"131072\" gdr=\"1\"/>"),
+            std::string::npos)
+      << xml;
+  EXPECT_NE(xml.find("<pci busid=\"0000:18:00.0\" class=\"0x030200\" vendor=\"0x10de\" "
+                     "device=\"0x2330\" link_speed=\"32.0 GT/s PCIe\" link_width=\"16\">"),
+            std::string::npos);
+  EXPECT_NE(xml.find("<cpu numaid=\"0\" affinity=\"000000ff,ffffffff,ffff0000,00000000,00ffffff,"
+                     "ffffffff\" arch=\"x86_64\" vendor=\"GenuineIntel\" familyid=\"6\" "
+                     "modelid=\"143\">"),
+            std::string::npos);
 }
 
 // The shape of NCCL's own dump (NCCL_TOPO_DUMP_FILE), with attributes and elements gangway does
@@ -104,6 +115,26 @@ TEST(NcclXml, ImportsNcclsDump) {
   EXPECT_FALSE(t->nics[1].rdma);
   EXPECT_EQ(t->nics[1].name, "eth0");
   EXPECT_EQ(t->nics[1].speed_gbps, 25);
+}
+
+// NCCL 2.28's own dump on a one-GPU H100 virtual machine: no NUMA node (numaid -1, no
+// affinity) and a socket interface that NCCL writes with guid="0x0".
+TEST(NcclXml, ImportsARealDumpFromAnH100Machine) {
+  auto t = loadTopologyFile(std::string(GANGWAY_TOPO_FIXTURES) + "/h100-vm.nccl.xml");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->gpus.size(), 1U);
+  EXPECT_EQ(t->gpus[0].bus_id, "0000:00:06.0");
+  EXPECT_EQ(t->gpus[0].compute_capability, "9.0");
+  EXPECT_EQ(t->cpu_vendor, "GenuineIntel");
+  EXPECT_EQ(t->cpu_model, 207);
+  ASSERT_EQ(t->nics.size(), 1U);
+  EXPECT_FALSE(t->nics[0].rdma);
+  EXPECT_EQ(t->nics[0].speed_gbps, 10);
+  ASSERT_EQ(t->notes.size(), 1U);
+  EXPECT_NE(t->notes[0].find("gives no CPU affinity"), std::string::npos);
+  const PciDevice* gpu = findPci(*t, "0000:00:06.0");
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_EQ(gpu->link_speed, "32.0 GT/s PCIe");
 }
 
 TEST(NcclXml, ErrorsNameTheLineAndTheElement) {

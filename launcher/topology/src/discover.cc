@@ -100,6 +100,8 @@ class Discovery {
     gpus();
     rdmaNics();
     netInterfaces();
+    pciDevices();
+    cpuModel();
     networkPath();
     return std::move(t_);
   }
@@ -290,6 +292,54 @@ class Discovery {
       const int mbps = readInt(dir / name / "speed", -1);
       if (mbps > 0) n.speed_gbps = mbps / 1000.0;
       t_.nics.push_back(std::move(n));
+    }
+  }
+
+  // What NCCL's XML records of every device and bridge on the GPUs' and NICs' paths.
+  void pciDevices() {
+    std::vector<std::string> ids;
+    auto add = [&ids](const std::vector<std::string>& path) {
+      for (std::size_t i = 1; i < path.size(); ++i) {
+        if (std::find(ids.begin(), ids.end(), path[i]) == ids.end()) ids.push_back(path[i]);
+      }
+    };
+    for (const auto& g : t_.gpus) add(g.pci_path);
+    for (const auto& n : t_.nics) add(n.pci_path);
+    for (const auto& id : ids) {
+      const fs::path dev = sys("bus/pci/devices") / id;
+      PciDevice d;
+      d.bus_id = id;
+      d.pci_class = readText(dev / "class").value_or("");
+      d.vendor = readText(dev / "vendor").value_or("");
+      d.device = readText(dev / "device").value_or("");
+      d.subsystem_vendor = readText(dev / "subsystem_vendor").value_or("");
+      d.subsystem_device = readText(dev / "subsystem_device").value_or("");
+      d.link_speed = readText(dev / "current_link_speed").value_or("");
+      d.link_width = readInt(dev / "current_link_width", 0);
+      t_.pci_devices.push_back(std::move(d));
+    }
+  }
+
+  // The CPU's architecture and model, which NCCL's XML records (and its tuning reads).
+  void cpuModel() {
+#if defined(__aarch64__)
+    t_.cpu_arch = "arm64";
+#elif defined(__powerpc64__)
+    t_.cpu_arch = "ppc64";
+#else
+    t_.cpu_arch = "x86_64";
+#endif
+    const auto info = readText(root_ / "proc/cpuinfo");
+    if (!info) return;
+    for (absl::string_view line : absl::StrSplit(*info, '\n')) {
+      std::pair<absl::string_view, absl::string_view> kv =
+          absl::StrSplit(line, absl::MaxSplits(':', 1));
+      const absl::string_view key = absl::StripAsciiWhitespace(kv.first);
+      const absl::string_view value = absl::StripAsciiWhitespace(kv.second);
+      if (key == "processor" && t_.cpu_model >= 0) break;  // the first CPU says it all
+      if (key == "vendor_id") t_.cpu_vendor = std::string(value);
+      if (key == "cpu family") (void)absl::SimpleAtoi(value, &t_.cpu_family);
+      if (key == "model") (void)absl::SimpleAtoi(value, &t_.cpu_model);
     }
   }
 

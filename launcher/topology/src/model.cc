@@ -191,6 +191,13 @@ std::string formatCpuMask(const std::vector<int>& cpus) {
   return absl::StrJoin(parts, ",");
 }
 
+const PciDevice* findPci(const NodeTopology& topo, const std::string& bus_id) {
+  for (const auto& d : topo.pci_devices) {
+    if (d.bus_id == bus_id) return &d;
+  }
+  return nullptr;
+}
+
 bool naturalLess(const std::string& a, const std::string& b) {
   std::size_t i = 0;
   std::size_t j = 0;
@@ -267,6 +274,21 @@ json toJson(const NodeTopology& t) {
                          {"speed_gbps", n.speed_gbps},
                          {"guid", n.guid}});
   }
+  j["pci_devices"] = json::array();
+  for (const auto& d : t.pci_devices) {
+    j["pci_devices"].push_back({{"bus_id", d.bus_id},
+                                {"class", d.pci_class},
+                                {"vendor", d.vendor},
+                                {"device", d.device},
+                                {"subsystem_vendor", d.subsystem_vendor},
+                                {"subsystem_device", d.subsystem_device},
+                                {"link_speed", d.link_speed},
+                                {"link_width", d.link_width}});
+  }
+  j["cpu"] = {{"arch", t.cpu_arch},
+              {"vendor", t.cpu_vendor},
+              {"family", t.cpu_family},
+              {"model", t.cpu_model}};
   j["network_path"] = t.network_path;
   j["nvlink_domain"] = t.nvlink_domain;
   j["notes"] = t.notes;
@@ -477,6 +499,28 @@ absl::StatusOr<NodeTopology> parseJson(absl::string_view text, const std::string
       }
       t.nics.push_back(std::move(n));
     }
+  }
+  if (const json* devices = r.array(j, "", "pci_devices")) {
+    for (std::size_t i = 0; i < devices->size() && r.ok(); ++i) {
+      const json& e = (*devices)[i];
+      const std::string p = absl::StrCat("pci_devices[", i, "]");
+      PciDevice d;
+      r.busId(e, p, "bus_id", &d.bus_id, true);
+      r.str(e, p, "class", &d.pci_class);
+      r.str(e, p, "vendor", &d.vendor);
+      r.str(e, p, "device", &d.device);
+      r.str(e, p, "subsystem_vendor", &d.subsystem_vendor);
+      r.str(e, p, "subsystem_device", &d.subsystem_device);
+      r.str(e, p, "link_speed", &d.link_speed);
+      r.num(e, p, "link_width", &d.link_width);
+      t.pci_devices.push_back(std::move(d));
+    }
+  }
+  if (const json* cpu = r.field(j, "", "cpu", false)) {
+    r.str(*cpu, "cpu", "arch", &t.cpu_arch);
+    r.str(*cpu, "cpu", "vendor", &t.cpu_vendor);
+    r.num(*cpu, "cpu", "family", &t.cpu_family);
+    r.num(*cpu, "cpu", "model", &t.cpu_model);
   }
   if (!r.ok()) return absl::InvalidArgumentError(r.error());
   // GPU indexes must be unique: the mapping names GPUs by them.

@@ -1,6 +1,8 @@
 #include "gangway/topology/nccl_xml.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <map>
 
 #include <absl/strings/match.h>
@@ -21,6 +23,8 @@ constexpr const char* kBridgeClass = "0x060400";
 // Written on the first <pci> below a <cpu> so that an export read back keeps host bridges apart
 // (NCCL ignores attributes it does not know).
 constexpr const char* kHostBridgeAttr = "gangway_host_bridge";
+// Written on the <net> of an RDMA device whose GUID is unknown.
+constexpr const char* kRdmaAttr = "gangway_rdma";
 
 class Importer {
  public:
@@ -106,6 +110,15 @@ class Importer {
       if (!cpus.ok()) return fail(e, absl::StrCat("affinity=", cpus.status().message()));
       n.cpus = *cpus;
     }
+    if (n.cpus.empty()) {
+      t_.notes.push_back(absl::StrCat("<cpu numaid=\"", n.id, "\"> (line ", e->GetLineNum(),
+                                      ") gives no CPU affinity: its devices have no CPU list"));
+    }
+    if (const char* arch = e->Attribute("arch")) t_.cpu_arch = arch;
+    if (const char* vendor = e->Attribute("vendor")) t_.cpu_vendor = vendor;
+    int64_t v = 0;
+    if (integer(e, "familyid", false, &v)) t_.cpu_family = static_cast<int>(v);
+    if (integer(e, "modelid", false, &v)) t_.cpu_model = static_cast<int>(v);
     numa_ = n.id;
     cpus_ = n.cpus;
     t_.numa_nodes.push_back(std::move(n));
@@ -127,6 +140,23 @@ class Importer {
     if (!busId(e, "busid", &bus)) return;
     path.push_back(bus);
     const char* cls = attr(e, "class", false);
+    if (findPci(t_, bus) == nullptr) {
+      PciDevice d;
+      d.bus_id = bus;
+      auto text = [e](const char* name) {
+        const char* v = e->Attribute(name);
+        return v != nullptr ? std::string(v) : std::string();
+      };
+      d.pci_class = text("class");
+      d.vendor = text("vendor");
+      d.device = text("device");
+      d.subsystem_vendor = text("subsystem_vendor");
+      d.subsystem_device = text("subsystem_device");
+      d.link_speed = text("link_speed");
+      int64_t width = 0;
+      if (integer(e, "link_width", false, &width)) d.link_width = static_cast<int>(width);
+      t_.pci_devices.push_back(std::move(d));
+    }
     for (const XMLElement* c = e->FirstChildElement(); c != nullptr && error_.empty();
          c = c->NextSiblingElement()) {
       const std::string name = c->Name();
@@ -191,9 +221,14 @@ class Importer {
         t_.nics.push_back(std::move(n));
         it = t_.nics.end() - 1;
       }
+      // NCCL writes guid="0x0" for socket interfaces: only a real GUID (or an InfiniBand class,
+      // or gangway's own mark) makes an RDMA device.
       const char* guid = c->Attribute("guid");
-      it->rdma = it->rdma || absl::StartsWith(cls, "0x0207") || guid != nullptr;
-      if (guid != nullptr && std::string(guid) != "0x0") it->guid = guid;
+      const bool real_guid = guid != nullptr && std::strtoull(guid, nullptr, 0) != 0;
+      const char* mark = c->Attribute(kRdmaAttr);
+      it->rdma = it->rdma || absl::StartsWith(cls, "0x0207") || real_guid ||
+                 (mark != nullptr && std::string(mark) == "1");
+      if (real_guid) it->guid = guid;
       NicPort p;
       p.port = static_cast<int>(port);
       p.state = "ACTIVE";  // NCCL lists usable ports only
@@ -220,16 +255,41 @@ struct PciNode {
   const Nic* nic = nullptr;
 };
 
-void writePci(tinyxml2::XMLPrinter& out, const PciNode& n) {
+// NCCL's GUID form: 0x followed by 16 hex digits ("b83f:d203:0019:0001" in sysfs).
+std::string ncclGuid(const std::string& guid) {
+  std::string hex;
+  for (char c : guid) {
+    if (std::isxdigit(static_cast<unsigned char>(c)) != 0) hex += c;
+  }
+  if (absl::StartsWith(guid, "0x")) return guid;
+  return hex.empty() ? "0x0" : "0x" + hex;
+}
+
+void writePci(tinyxml2::XMLPrinter& out, const NodeTopology& t, const PciNode& n, int* nic_dev) {
   out.OpenElement("pci");
   out.PushAttribute("busid", n.bus_id.c_str());
-  const char* cls = kBridgeClass;
+  const PciDevice* d = findPci(t, n.bus_id);
+  std::string cls = kBridgeClass;
   if (n.gpu != nullptr) cls = kGpuClass;
   if (n.nic != nullptr) {
     const bool ib = !n.nic->ports.empty() && n.nic->ports[0].link_layer == "InfiniBand";
     cls = ib ? "0x020700" : "0x020000";
   }
-  out.PushAttribute("class", cls);
+  if (d != nullptr && d->pci_class.size() >= 8) cls = d->pci_class.substr(0, 8);
+  out.PushAttribute("class", cls.c_str());
+  if (d != nullptr) {
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string*>{"vendor", &d->vendor},
+          {"device", &d->device},
+          {"subsystem_vendor", &d->subsystem_vendor},
+          {"subsystem_device", &d->subsystem_device}}) {
+      if (!value->empty()) out.PushAttribute(name, value->c_str());
+    }
+  }
+  // NCCL requires both; it reads width 0 as 16 lanes and an unknown speed as its default.
+  out.PushAttribute("link_speed",
+                    d != nullptr && !d->link_speed.empty() ? d->link_speed.c_str() : "Unknown");
+  out.PushAttribute("link_width", d != nullptr ? d->link_width : 0);
   if (!n.host_bridge.empty()) out.PushAttribute(kHostBridgeAttr, n.host_bridge.c_str());
   if (n.gpu != nullptr) {
     const Gpu& g = *n.gpu;
@@ -268,14 +328,19 @@ void writePci(tinyxml2::XMLPrinter& out, const PciNode& n) {
     for (const auto& p : ports) {
       out.OpenElement("net");
       out.PushAttribute("name", nic.name.c_str());
-      out.PushAttribute("port", p.port);
+      out.PushAttribute("dev", (*nic_dev)++);
       out.PushAttribute("speed", static_cast<int64_t>(p.rate_gbps * 1000));
-      if (nic.rdma) out.PushAttribute("guid", nic.guid.empty() ? "0x0" : nic.guid.c_str());
+      out.PushAttribute("port", p.port);
+      out.PushAttribute("latency", "0");
+      out.PushAttribute("guid", nic.rdma ? ncclGuid(nic.guid).c_str() : "0x0");
+      if (nic.rdma && ncclGuid(nic.guid) == "0x0") out.PushAttribute(kRdmaAttr, "1");
+      out.PushAttribute("maxconn", nic.rdma ? 131072 : 65536);
+      out.PushAttribute("gdr", nic.rdma ? 1 : 0);
       out.CloseElement();
     }
     out.CloseElement();
   }
-  for (const auto& [id, child] : n.children) writePci(out, child);
+  for (const auto& [id, child] : n.children) writePci(out, t, child, nic_dev);
   out.CloseElement();
 }
 
@@ -306,6 +371,7 @@ std::string toNcclXml(const NodeTopology& t) {
   out.PushHeader(false, false);
   out.OpenElement("system");
   out.PushAttribute("version", 1);
+  int nic_dev = 0;
   std::vector<int> numa_ids;
   for (const auto& n : t.numa_nodes) numa_ids.push_back(n.id);
   auto deviceNuma = [&](int numa) {
@@ -340,14 +406,25 @@ std::string toNcclXml(const NodeTopology& t) {
     out.OpenElement("cpu");
     out.PushAttribute("numaid", node.id);
     if (!node.cpus.empty()) out.PushAttribute("affinity", formatCpuMask(node.cpus).c_str());
-    out.PushAttribute("arch", "x86_64");
-    for (const auto& [id, child] : tree) writePci(out, child);
+    // NCCL reads the vendor (and Intel's family and model) when the arch is given.
+    if (!t.cpu_arch.empty() && !t.cpu_vendor.empty()) {
+      out.PushAttribute("arch", t.cpu_arch.c_str());
+      out.PushAttribute("vendor", t.cpu_vendor.c_str());
+      if (t.cpu_family >= 0) out.PushAttribute("familyid", t.cpu_family);
+      if (t.cpu_model >= 0) out.PushAttribute("modelid", t.cpu_model);
+    }
+    for (const auto& [id, child] : tree) writePci(out, t, child, &nic_dev);
     for (const Nic* nic : loose) {
       out.OpenElement("nic");
       out.OpenElement("net");
       out.PushAttribute("name", nic->name.c_str());
-      out.PushAttribute("port", 1);
+      out.PushAttribute("dev", nic_dev++);
       out.PushAttribute("speed", static_cast<int64_t>(nic->speed_gbps * 1000));
+      out.PushAttribute("port", 1);
+      out.PushAttribute("latency", "0");
+      out.PushAttribute("guid", "0x0");
+      out.PushAttribute("maxconn", 65536);
+      out.PushAttribute("gdr", 0);
       out.CloseElement();
       out.CloseElement();
     }

@@ -59,6 +59,18 @@ struct Nic {
   std::string guid;
 };
 
+// A PCI device or bridge on the path of a GPU or NIC, with what NCCL's XML records of it.
+struct PciDevice {
+  std::string bus_id;
+  std::string pci_class;  // "0x060400"
+  std::string vendor;     // "0x10de"
+  std::string device;
+  std::string subsystem_vendor;
+  std::string subsystem_device;
+  std::string link_speed;  // "32.0 GT/s PCIe"; empty: unknown
+  int link_width = 0;      // lanes; 0: unknown
+};
+
 struct NumaNode {
   int id = 0;
   std::vector<int> cpus;
@@ -72,8 +84,13 @@ struct NodeTopology {
   std::string gpu_source;  // "nvml <driver version>", "file", or why there are none
   std::vector<int> cpus;   // online CPUs
   std::vector<NumaNode> numa_nodes;
-  std::vector<Gpu> gpus;      // by index
-  std::vector<Nic> nics;      // RDMA devices first, then network interfaces
+  std::vector<Gpu> gpus;               // by index
+  std::vector<Nic> nics;               // RDMA devices first, then network interfaces
+  std::vector<PciDevice> pci_devices;  // every device and bridge on those devices' PCI paths
+  std::string cpu_arch;                // "x86_64"
+  std::string cpu_vendor;              // "GenuineIntel", "AuthenticAMD"
+  int cpu_family = -1;
+  int cpu_model = -1;
   std::string network_path;   // the node's switch path, top first: "spine2/leaf7"
   std::string nvlink_domain;  // the fabric clique every GPU of the node shares, if any
   // What discovery could not see, and what it did instead: shown by `gangway topo`.
@@ -115,6 +132,9 @@ std::string formatCpuList(const std::vector<int>& cpus);
 // NCCL's XML uses for a CPU's affinity.
 absl::StatusOr<std::vector<int>> parseCpuMask(absl::string_view text);
 std::string formatCpuMask(const std::vector<int>& cpus);
+
+// The recorded attributes of a PCI device; nullptr when unknown.
+const PciDevice* findPci(const NodeTopology& topo, const std::string& bus_id);
 
 // Orders names the way people read them: mlx5_2 before mlx5_10.
 bool naturalLess(const std::string& a, const std::string& b);
