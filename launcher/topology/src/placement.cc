@@ -1,6 +1,7 @@
 #include "gangway/topology/placement.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <set>
 
@@ -219,6 +220,85 @@ bool anyDomain(const std::vector<PlacementNode>& nodes) {
                      [](const PlacementNode& n) { return !n.domain.empty(); });
 }
 
+// The pipeline: stage s is the s-th block of `block` nodes, and stage s sends to stage s + 1 from
+// each position j to the same position. Orders the blocks (a path through them) so that those
+// sends cross the fewest switch tiers: greedy from every start, then 2-opt, keeping the packed
+// order on ties.
+void orderStages(const std::vector<PlacementNode>& nodes, std::size_t block,
+                 std::vector<int>* order) {
+  const std::size_t stages = order->size() / block;
+  if (stages < 3) return;  // two stages: one boundary, nothing to choose
+  const std::size_t depth = maxDepth(nodes);
+  std::vector<std::vector<int64_t>> dist(stages, std::vector<int64_t>(stages, 0));
+  for (std::size_t a = 0; a < stages; ++a) {
+    for (std::size_t b = a + 1; b < stages; ++b) {
+      int64_t d = 0;
+      for (std::size_t j = 0; j < block; ++j) {
+        d += tiers(nodes[static_cast<std::size_t>((*order)[a * block + j])],
+                   nodes[static_cast<std::size_t>((*order)[b * block + j])], depth);
+      }
+      dist[a][b] = dist[b][a] = d;
+    }
+  }
+  auto cost = [&](const std::vector<std::size_t>& path) {
+    int64_t c = 0;
+    for (std::size_t i = 0; i + 1 < path.size(); ++i) c += dist[path[i]][path[i + 1]];
+    return c;
+  };
+  std::vector<std::size_t> best(stages);
+  for (std::size_t i = 0; i < stages; ++i) best[i] = i;
+  int64_t best_cost = cost(best);
+  for (std::size_t start = 0; start < stages && best_cost > 0; ++start) {
+    std::vector<std::size_t> path{start};
+    std::vector<bool> used(stages, false);
+    used[start] = true;
+    while (path.size() < stages) {
+      std::size_t next = stages;
+      for (std::size_t c = 0; c < stages; ++c) {
+        if (!used[c] && (next == stages || dist[path.back()][c] < dist[path.back()][next]))
+          next = c;
+      }
+      used[next] = true;
+      path.push_back(next);
+    }
+    // 2-opt: reverse a segment while that shortens the path (bounded passes).
+    for (int pass = 0; pass < 8; ++pass) {
+      bool improved = false;
+      for (std::size_t i = 0; i + 1 < stages; ++i) {
+        for (std::size_t k = i + 1; k < stages; ++k) {
+          int64_t before = 0;
+          int64_t after = 0;
+          if (i > 0) {
+            before += dist[path[i - 1]][path[i]];
+            after += dist[path[i - 1]][path[k]];
+          }
+          if (k + 1 < stages) {
+            before += dist[path[k]][path[k + 1]];
+            after += dist[path[i]][path[k + 1]];
+          }
+          if (after < before) {
+            std::reverse(path.begin() + static_cast<std::ptrdiff_t>(i),
+                         path.begin() + static_cast<std::ptrdiff_t>(k + 1));
+            improved = true;
+          }
+        }
+      }
+      if (!improved) break;
+    }
+    if (const int64_t c = cost(path); c < best_cost) {
+      best_cost = c;
+      best = path;
+    }
+  }
+  std::vector<int> out;
+  out.reserve(order->size());
+  for (std::size_t s : best) {
+    out.insert(out.end(), order->begin() + static_cast<std::ptrdiff_t>(s * block),
+               order->begin() + static_cast<std::ptrdiff_t>((s + 1) * block));
+  }
+  *order = std::move(out);
+}
+
 }  // namespace
 
 absl::StatusOr<Parallelism> parseParallelism(absl::string_view text) {
@@ -287,7 +367,9 @@ std::vector<int> orderNodes(const std::vector<PlacementNode>& nodes, int nproc_p
     if (n % pp == 0) block = n / pp;
     if (block % chunk != 0) chunk = 1;
   }
-  return Packer(nodes, chunk, block).order();
+  std::vector<int> order = Packer(nodes, chunk, block).order();
+  if (block < n && n % block == 0) orderStages(nodes, block, &order);
+  return order;
 }
 
 PlacementCost evaluatePlacement(const std::vector<PlacementNode>& nodes,
@@ -379,6 +461,9 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
     pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
     ++sets[k][pos];
   });
+  // Each kind's own bound, by level, kept to be replaced below where a combined bound is higher.
+  std::map<int, std::array<double, 3>> per_kind;     // kind -> {off-domain, leaf, spine}
+  std::map<int, std::pair<std::size_t, int>> shape;  // kind -> {set size, groups per set}
   for (const auto& [k, by_set] : sets) {
     // The bound holds for sets that partition the nodes with one size and one multiplicity.
     std::vector<int> count(n, 0);
@@ -406,9 +491,69 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
           k == kPipeline ? std::max<double>(1, touched - 1) : std::max<double>(2, touched);
       return std::max(0.0, nsets - whole) * per_set * m * d.bytes[k];
     };
-    if (domains) c.bytes_off_domain += bound(unitsOf(0));
-    if (leaves.size() > 1) c.bytes_leaf += bound(leaves);
-    if (depth >= 2 && spines.size() > 1) c.bytes_spine += bound(spines);
+    shape[k] = {b, m};
+    per_kind[k] = {domains ? bound(unitsOf(0)) : 0, leaves.size() > 1 ? bound(leaves) : 0,
+                   depth >= 2 && spines.size() > 1 ? bound(spines) : 0};
+  }
+  // Data parallelism and the pipeline together. With DP groups as the rows and pipeline chains as
+  // the columns of a grid of nodes (each row meets each column once), a switch unit (leaf or
+  // spine) holding c nodes spans some r rows and q columns with r * q >= c. A row touching k
+  // units costs at least k - 1 crossings (and one more when k >= 2; at most sum(floor(c / B))
+  // rows touch one unit), a column at least k - 1. Summed over units this bounds both kinds at
+  // once: sum over units of min over r of (W_dp * r + W_pp * ceil(c / r)), minus W_dp * rows and
+  // W_pp * columns, plus W_dp for every row that cannot be whole.
+  const int kDp = 3;
+  if (shape.count(kDp) > 0 && shape.count(kPipeline) > 0) {
+    const std::size_t cols = shape[kDp].first;        // a row's nodes
+    const std::size_t rows = shape[kPipeline].first;  // a column's nodes
+    bool grid = rows * cols == n;
+    // Every DP set meets every pipeline set in exactly one node.
+    for (const auto& [dp_set, g1] : sets[kDp]) {
+      for (const auto& [pp_set, g2] : sets[kPipeline]) {
+        std::size_t common = 0;
+        for (int x : dp_set) common += std::binary_search(pp_set.begin(), pp_set.end(), x) ? 1 : 0;
+        grid = grid && common == 1;
+        if (!grid) break;
+      }
+      if (!grid) break;
+    }
+    if (grid) {
+      const double w_row = shape[kDp].second * d.bytes[kDp];
+      const double w_col = shape[kPipeline].second * d.bytes[kPipeline];
+      auto combined = [&](const std::map<std::string, int>& units) {
+        double total = 0;
+        double whole_rows = 0;
+        for (const auto& [key, size] : units) {
+          const auto c_u = static_cast<std::size_t>(size);
+          double best = -1;
+          for (std::size_t r = 1; r <= rows; ++r) {
+            const std::size_t q = (c_u + r - 1) / r;
+            if (q > cols) continue;
+            const double v = w_row * static_cast<double>(r) + w_col * static_cast<double>(q);
+            if (best < 0 || v < best) best = v;
+          }
+          total += best;
+          whole_rows += static_cast<double>(c_u / cols);
+        }
+        return total - w_row * static_cast<double>(rows) - w_col * static_cast<double>(cols) +
+               w_row * std::max(0.0, static_cast<double>(rows) - whole_rows);
+      };
+      auto raise = [&](int level, const std::map<std::string, int>& units) {
+        const double separate = per_kind[kDp][level] + per_kind[kPipeline][level];
+        const double both = combined(units);
+        if (both > separate) {
+          per_kind[kDp][level] = both;
+          per_kind[kPipeline][level] = 0;
+        }
+      };
+      if (leaves.size() > 1) raise(1, leaves);
+      if (depth >= 2 && spines.size() > 1) raise(2, spines);
+    }
+  }
+  for (const auto& [k, v] : per_kind) {
+    c.bytes_off_domain += v[0];
+    c.bytes_leaf += v[1];
+    c.bytes_spine += v[2];
   }
   c.cost = c.bytes_off_domain + c.bytes_leaf + c.bytes_spine;
   return c;
