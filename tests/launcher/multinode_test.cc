@@ -1,5 +1,6 @@
 // Several `gangway run` agents on loopback forming one job through the control plane: a
 // `gangway scheduler` daemon (remote mode) or an agent hosting it (host mode).
+#include <map>
 #include <set>
 
 #include <netinet/in.h>
@@ -290,6 +291,31 @@ TEST(MultiNodeTest, TlsControlPlane) {
       runAgent(agentArgs(address, "1", "echo rank=$RANK", {"--rdzv-conf", "tls_ca=" + cert}));
   EXPECT_EQ(tls.exit_code, 0) << tls.err;
   EXPECT_EQ(tls.out, "[rank0]:rank=0\n");
+}
+
+TEST(MultiNodeTest, NodeRanksFollowTheAgentsNetworkPaths) {
+  // Four agents on two leaves, alternating: node ranks 0-1 share one leaf, 2-3 the other.
+  Scheduler sched;
+  const char* leaves[] = {"spine1/leaf2", "spine1/leaf1", "spine1/leaf2", "spine1/leaf1"};
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 4; ++i) {
+    agents.push_back(AgentProcess::start(
+        agentArgs(sched.address(), "4", "echo node=$GROUP_RANK", {"--topology", "off"}),
+        {{"GANGWAY_NETWORK_PATH", leaves[i]}}));
+  }
+  std::map<int, std::string> leaf_of_rank;
+  for (int i = 0; i < 4; ++i) {
+    const auto r = agents[static_cast<std::size_t>(i)]->wait();
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto at = r.out.find("node=");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    leaf_of_rank[std::stoi(r.out.substr(at + 5))] = leaves[i];
+  }
+  ASSERT_EQ(leaf_of_rank.size(), 4U);
+  EXPECT_EQ(leaf_of_rank[0], "spine1/leaf1");
+  EXPECT_EQ(leaf_of_rank[1], "spine1/leaf1");
+  EXPECT_EQ(leaf_of_rank[2], "spine1/leaf2");
+  EXPECT_EQ(leaf_of_rank[3], "spine1/leaf2");
 }
 
 }  // namespace
