@@ -1,7 +1,11 @@
 #include "gangway/topology/model.h"
 
+#include <random>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "gangway/topology/nccl_xml.h"
 
 #include "fixture.h"
 
@@ -27,6 +31,8 @@ TEST(Model, CpuListsAndMasks) {
   EXPECT_EQ(*parseCpuMask("80000001,0000000f"), (std::vector<int>{0, 1, 2, 3, 32, 63}));
   EXPECT_EQ(*parseCpuMask("0x000000ff"), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
   EXPECT_FALSE(parseCpuMask("00000000,zz").ok());
+  EXPECT_FALSE(parseCpuList("2147483000-2147483647").ok());  // would make a 256 MiB mask
+  EXPECT_FALSE(parseCpuMask(std::string(2049 * 9, ',')).ok());
 }
 
 TEST(Model, PciRelations) {
@@ -89,6 +95,40 @@ TEST(Model, JsonErrorsNameTheLineOrTheElement) {
   ASSERT_FALSE(twice.ok());
   EXPECT_EQ(twice.status().message(), "t.json: gpus[1].index: 0 is used twice");
   EXPECT_FALSE(parseJson("[]", "t.json").ok());
+}
+
+// Damaged snapshots and NCCL files: every parse returns a value or an error, never crashes
+// (deterministic mutations of the fixtures: byte flips, truncations, duplicated spans).
+TEST(Model, DamagedInputNeverCrashes) {
+  const NodeTopology t = testing::discoverFixture("hgx-h100");
+  const std::string texts[] = {toJsonText(t), toNcclXml(t)};
+  std::mt19937 rng(12345);
+  int errors = 0;
+  for (const std::string& base : texts) {
+    for (int i = 0; i < 300; ++i) {
+      std::string s = base;
+      std::uniform_int_distribution<std::size_t> pos(0, s.size() - 1);
+      switch (i % 3) {
+        case 0:
+          for (int k = 0; k < 4; ++k) s[pos(rng)] = "{}[]<>\"=,:-0x9 "[rng() % 16];
+          break;
+        case 1:
+          s.resize(pos(rng));
+          break;
+        default: {
+          const std::size_t a = pos(rng);
+          s.insert(pos(rng), s.substr(a, 64));
+        }
+      }
+      const bool xml = base[0] == '<';
+      const auto parsed = xml ? parseNcclXml(s, "m.xml") : parseJson(s, "m.json");
+      if (!parsed.ok()) {
+        ++errors;
+        EXPECT_EQ(std::string(parsed.status().message()).find('\n'), std::string::npos);
+      }
+    }
+  }
+  EXPECT_GT(errors, 100);  // the mutations do break most inputs
 }
 
 }  // namespace

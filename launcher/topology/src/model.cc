@@ -5,6 +5,7 @@
 #include <map>
 
 #include <absl/strings/ascii.h>
+#include <absl/strings/escaping.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
@@ -135,9 +136,13 @@ absl::StatusOr<std::vector<int>> parseCpuList(absl::string_view text) {
     if (range.size() == 1 && absl::SimpleAtoi(range[0], &lo) && lo >= 0) {
       hi = lo;
     } else if (range.size() != 2 || !absl::SimpleAtoi(range[0], &lo) ||
-               !absl::SimpleAtoi(range[1], &hi) || lo < 0 || hi < lo || hi - lo > 65535) {
+               !absl::SimpleAtoi(range[1], &hi) || lo < 0 || hi < lo) {
       return absl::InvalidArgumentError(
           absl::StrCat("'", t, "' is not a CPU list (expected e.g. 0-3,8,10-11)"));
+    }
+    if (hi >= kMaxCpus) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", t, "' names CPU ", hi, " (expected CPU numbers below ", kMaxCpus, ")"));
     }
     for (int c = lo; c <= hi; ++c) out.push_back(c);
   }
@@ -162,6 +167,10 @@ std::string formatCpuList(const std::vector<int>& cpus) {
 
 absl::StatusOr<std::vector<int>> parseCpuMask(absl::string_view text) {
   std::vector<absl::string_view> words = absl::StrSplit(absl::StripAsciiWhitespace(text), ',');
+  if (words.size() > kMaxCpus / 32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a CPU mask of ", words.size(), " words (expected CPU numbers below ", kMaxCpus, ")"));
+  }
   std::vector<int> out;
   int base = 0;
   for (auto it = words.rbegin(); it != words.rend(); ++it, base += 32) {
@@ -189,6 +198,15 @@ std::string formatCpuMask(const std::vector<int>& cpus) {
   for (auto it = words.rbegin(); it != words.rend(); ++it)
     parts.push_back(absl::StrFormat("%08x", *it));
   return absl::StrJoin(parts, ",");
+}
+
+absl::Status oneLineError(const absl::Status& status) {
+  if (status.ok()) return status;
+  const absl::string_view m = status.message();
+  if (std::none_of(m.begin(), m.end(), [](char c) { return absl::ascii_iscntrl(c); })) {
+    return status;
+  }
+  return absl::Status(status.code(), absl::CEscape(m));
 }
 
 const PciDevice* findPci(const NodeTopology& topo, const std::string& bus_id) {
@@ -391,7 +409,18 @@ class Reader {
 
 }  // namespace
 
+namespace {
+absl::StatusOr<NodeTopology> parseJsonImpl(absl::string_view text, const std::string& source);
+}  // namespace
+
 absl::StatusOr<NodeTopology> parseJson(absl::string_view text, const std::string& source) {
+  auto t = parseJsonImpl(text, source);
+  if (!t.ok()) return oneLineError(t.status());
+  return t;
+}
+
+namespace {
+absl::StatusOr<NodeTopology> parseJsonImpl(absl::string_view text, const std::string& source) {
   json j;
   try {
     j = json::parse(text.begin(), text.end());
@@ -535,5 +564,6 @@ absl::StatusOr<NodeTopology> parseJson(absl::string_view text, const std::string
             [](const Gpu& a, const Gpu& b) { return a.index < b.index; });
   return t;
 }
+}  // namespace
 
 }  // namespace gangway::topology

@@ -363,7 +363,9 @@ void insert(std::map<std::string, PciNode>& level, const std::vector<std::string
 }  // namespace
 
 absl::StatusOr<NodeTopology> parseNcclXml(absl::string_view text, const std::string& source) {
-  return Importer(source).run(text);
+  auto t = Importer(source).run(text);
+  if (!t.ok()) return oneLineError(t.status());
+  return t;
 }
 
 std::string toNcclXml(const NodeTopology& t) {

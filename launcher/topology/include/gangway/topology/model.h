@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <absl/status/status.h>
 #include <absl/status/statusor.h>
 #include <absl/strings/string_view.h>
 #include <nlohmann/json_fwd.hpp>
@@ -125,6 +126,9 @@ Link gpuLink(const Gpu& a, const Gpu& b, int* nvlinks);
 // "0000:18:00.0". InvalidArgument unless it has the form [domain:]bus:device.function.
 absl::StatusOr<std::string> normalizeBusId(absl::string_view id);
 
+// CPU numbers this code accepts (Linux's own limit, CONFIG_NR_CPUS, is at most 8192).
+inline constexpr int kMaxCpus = 65536;
+
 // "0-3,8,10-11" <-> {0,1,2,3,8,10,11}.
 absl::StatusOr<std::vector<int>> parseCpuList(absl::string_view text);
 std::string formatCpuList(const std::vector<int>& cpus);
@@ -132,6 +136,10 @@ std::string formatCpuList(const std::vector<int>& cpus);
 // NCCL's XML uses for a CPU's affinity.
 absl::StatusOr<std::vector<int>> parseCpuMask(absl::string_view text);
 std::string formatCpuMask(const std::vector<int>& cpus);
+
+// An error message kept to one line: control characters (from a damaged input quoted in it) are
+// escaped as \n, \t, \x01.
+absl::Status oneLineError(const absl::Status& status);
 
 // The recorded attributes of a PCI device; nullptr when unknown.
 const PciDevice* findPci(const NodeTopology& topo, const std::string& bus_id);
