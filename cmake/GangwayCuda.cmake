@@ -15,9 +15,10 @@ if(NOT GANGWAY_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures")
     endif()
     enable_language(CUDA)
-    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no C++20 dialect flag for nvcc
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(GANGWAY_CUDA_ENABLED ON)
+    find_package(CUDAToolkit REQUIRED)  # CUDA::cudart_static for every directory
   elseif(GANGWAY_CUDA STREQUAL "ON")
     message(FATAL_ERROR "GANGWAY_CUDA=ON but no CUDA compiler (nvcc) was found; "
                         "install the CUDA Toolkit or configure with -DGANGWAY_CUDA=OFF")
