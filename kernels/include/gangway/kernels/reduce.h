@@ -47,7 +47,8 @@ absl::StatusOr<DataType> parseDataType(absl::string_view name);
 const char* reduceOpName(ReduceOp op);
 absl::StatusOr<ReduceOp> parseReduceOp(absl::string_view name);
 
-// dst[i] = a[i] OP b[i] for i < count, host memory. dst may alias a or b.
+// dst[i] = a[i] OP b[i] for i < count, host memory: arrays of the type, aligned to it (as every
+// collective's buffers are). dst may alias a or b.
 void reduceHost(void* dst, const void* a, const void* b, std::size_t count, DataType type,
                 ReduceOp op);
 // dst[i] /= n, for avg's last step. n >= 1.
