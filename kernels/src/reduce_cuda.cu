@@ -5,6 +5,7 @@
 
 #include "gangway/kernels/reduce_cuda.h"
 
+#include "reduce_apply.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -21,22 +22,6 @@ absl::Status cudaError(cudaError_t e, const char* what, const char* file, int li
     const cudaError_t gw_e = (expr);                                           \
     if (gw_e != cudaSuccess) return cudaError(gw_e, what, __FILE__, __LINE__); \
   } while (0)
-
-template <typename T>
-__device__ __forceinline__ T apply(T a, T b, ReduceOp op) {
-  if constexpr (std::is_integral_v<T>) {
-    using U = std::make_unsigned_t<T>;
-    if (op == ReduceOp::kProd) return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
-    if (op == ReduceOp::kMin) return b < a ? b : a;
-    if (op == ReduceOp::kMax) return a < b ? b : a;
-    return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
-  } else {
-    if (op == ReduceOp::kProd) return a * b;
-    if (op == ReduceOp::kMin) return b < a ? b : a;
-    if (op == ReduceOp::kMax) return a < b ? b : a;
-    return a + b;
-  }
-}
 
 // Element access: half and bfloat16 are computed in float.
 template <typename T>
@@ -79,14 +64,14 @@ __global__ void reduceKernel(T* __restrict__ d, const T* a, const T* b, std::siz
       T* ed = reinterpret_cast<T*>(&rd);
 #pragma unroll
       for (int k = 0; k < kVec; ++k) {
-        ed[k] = E::store(apply<typename E::Compute>(E::load(ea[k]), E::load(eb[k]), kOp));
+        ed[k] = E::store(detail::applyOp<typename E::Compute>(E::load(ea[k]), E::load(eb[k]), kOp));
       }
       reinterpret_cast<uint4*>(d)[v] = rd;
     }
     done = nvec * kVec;
   }
   for (std::size_t i = done + tid; i < n; i += stride) {
-    d[i] = E::store(apply<typename E::Compute>(E::load(a[i]), E::load(b[i]), kOp));
+    d[i] = E::store(detail::applyOp<typename E::Compute>(E::load(a[i]), E::load(b[i]), kOp));
   }
 }
 

@@ -4,6 +4,8 @@
 
 #include "gangway/kernels/reduce.h"
 
+#include "reduce_apply.h"
+
 namespace gangway::kernels {
 namespace base {
 void reduce(void* d, const void* a, const void* b, std::size_t n, DataType type, ReduceOp op);
@@ -24,29 +26,13 @@ bool haveAvx2() {
 }
 
 template <typename T>
-T scalarApply(T a, T b, ReduceOp op) {
-  if constexpr (std::is_integral_v<T>) {
-    using U = std::make_unsigned_t<T>;
-    if (op == ReduceOp::kProd) return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
-    if (op == ReduceOp::kMin) return b < a ? b : a;
-    if (op == ReduceOp::kMax) return a < b ? b : a;
-    return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
-  } else {
-    if (op == ReduceOp::kProd) return a * b;
-    if (op == ReduceOp::kMin) return b < a ? b : a;
-    if (op == ReduceOp::kMax) return a < b ? b : a;
-    return a + b;
-  }
-}
-
-template <typename T>
 void refTyped(void* d, const void* a, const void* b, std::size_t n, ReduceOp op) {
   for (std::size_t i = 0; i < n; ++i) {
     T x;
     T y;
     std::memcpy(&x, static_cast<const char*>(a) + i * sizeof(T), sizeof(T));
     std::memcpy(&y, static_cast<const char*>(b) + i * sizeof(T), sizeof(T));
-    const T r = scalarApply<T>(x, y, op);
+    const T r = detail::applyOp<T>(x, y, op);
     std::memcpy(static_cast<char*>(d) + i * sizeof(T), &r, sizeof(T));
   }
 }
@@ -58,7 +44,7 @@ void refHalfLike(void* d, const void* a, const void* b, std::size_t n, ReduceOp 
     uint16_t y;
     std::memcpy(&x, static_cast<const char*>(a) + 2 * i, 2);
     std::memcpy(&y, static_cast<const char*>(b) + 2 * i, 2);
-    const uint16_t r = kFrom(scalarApply<float>(kTo(x), kTo(y), op));
+    const uint16_t r = kFrom(detail::applyOp<float>(kTo(x), kTo(y), op));
     std::memcpy(static_cast<char*>(d) + 2 * i, &r, 2);
   }
 }

@@ -12,41 +12,15 @@
 
 #include "gangway/kernels/reduce.h"
 
+#include "reduce_apply.h"
+
 namespace gangway::kernels::GANGWAY_REDUCE_NS {
 namespace {
-
-template <typename T>
-inline T apply(T a, T b, ReduceOp op) {
-  if constexpr (std::is_integral_v<T>) {
-    using U = std::make_unsigned_t<T>;  // wrap instead of overflowing
-    switch (op) {
-      case ReduceOp::kProd:
-        return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
-      case ReduceOp::kMin:
-        return b < a ? b : a;
-      case ReduceOp::kMax:
-        return a < b ? b : a;
-      default:
-        return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
-    }
-  } else {
-    switch (op) {
-      case ReduceOp::kProd:
-        return a * b;
-      case ReduceOp::kMin:
-        return b < a ? b : a;
-      case ReduceOp::kMax:
-        return a < b ? b : a;
-      default:
-        return a + b;
-    }
-  }
-}
 
 // One loop per operation, so that the operation is not a branch inside the loop.
 template <typename T, ReduceOp kOp>
 void loop(T* d, const T* a, const T* b, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) d[i] = apply<T>(a[i], b[i], kOp);
+  for (std::size_t i = 0; i < n; ++i) d[i] = detail::applyOp<T>(a[i], b[i], kOp);
 }
 
 #if defined(__AVX2__) && defined(__F16C__)
@@ -90,7 +64,7 @@ void loopHalf(_Float16* d, const _Float16* a, const _Float16* b, std::size_t n) 
 #endif
   for (; i < n; ++i) {
     d[i] = static_cast<_Float16>(
-        apply<float>(static_cast<float>(a[i]), static_cast<float>(b[i]), kOp));
+        detail::applyOp<float>(static_cast<float>(a[i]), static_cast<float>(b[i]), kOp));
   }
 }
 
@@ -114,7 +88,7 @@ void loopBf16(uint16_t* d, const uint16_t* a, const uint16_t* b, std::size_t n) 
 #if defined(__AVX2__) && defined(__F16C__)
   for (; i + 8 <= n; i += 8) storeBf16x8(d + i, apply8<kOp>(loadBf16x8(a + i), loadBf16x8(b + i)));
 #endif
-  for (; i < n; ++i) d[i] = toBf16(apply<float>(fromBf16(a[i]), fromBf16(b[i]), kOp));
+  for (; i < n; ++i) d[i] = toBf16(detail::applyOp<float>(fromBf16(a[i]), fromBf16(b[i]), kOp));
 }
 
 template <typename T>
