@@ -13,6 +13,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # topology: NCCL's topology XML, RDMA NICs, NUMA memory policy for workers
   libtinyxml2-dev libibverbs-dev libnuma-dev
+  # collectives: UCX transport, Open MPI backend and comparison
+  libucx-dev ucx-utils libopenmpi-dev openmpi-bin
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
   # process and network tools the tests use (setsid, pgrep, ip netns)
