@@ -99,34 +99,61 @@ absl::StatusOr<std::unique_ptr<UcxWorld>> UcxWorld::create(Bootstrap& bootstrap,
   return w;
 }
 
+void UcxWorld::progressUntilDone(std::vector<void*>& requests, absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  int spins = 0;
+  while (!requests.empty()) {
+    ucp_worker_progress(worker_);
+    std::erase_if(requests, [](void* r) {
+      if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+      ucp_request_free(r);
+      return true;
+    });
+    if (++spins % kIdleSpinsPerClockCheck == 0) {
+      if (absl::Now() > deadline) {
+        for (void* r : requests) ucp_request_free(r);  // released by UCX when they complete
+        requests.clear();
+        return;
+      }
+      sched_yield();
+    }
+  }
+}
+
 UcxWorld::~UcxWorld() {
   if (worker_ != nullptr) {
-    // Flush what is still in flight to healthy peers so the last message of a collective is not
-    // lost; force-close endpoints to failed peers. Bounded by the timeout either way.
-    std::vector<std::pair<int, void*>> closing;
-    for (int peer = 0; peer < static_cast<int>(eps_.size()); ++peer) {
-      if (eps_[peer] == nullptr) continue;
+    // Every operation of a finished call has completed locally; a worker flush makes sure the
+    // transports have handed the last messages on (shared memory: in the peer's queue; tcp: in
+    // the kernel). It needs no progress from the peers, unlike a flushing close, which waits for
+    // a peer's acknowledgement and would stall on a peer that is busy elsewhere. Endpoints are
+    // then force-closed.
+    std::vector<void*> pending;
+    ucp_request_param_t flush{};
+    ucs_status_ptr_t r = ucp_worker_flush_nbx(worker_, &flush);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) pending.push_back(r);
+    progressUntilDone(pending, std::min(timeout_, absl::Seconds(5)));
+    for (ucp_ep_h ep : eps_) {
+      if (ep == nullptr) continue;
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      p.flags = failed_[peer] != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-      ucs_status_ptr_t r = ucp_ep_close_nbx(eps_[peer], &p);
-      if (r != nullptr && !UCS_PTR_IS_ERR(r)) closing.emplace_back(peer, r);
+      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      r = ucp_ep_close_nbx(ep, &p);
+      if (r != nullptr && !UCS_PTR_IS_ERR(r)) pending.push_back(r);
     }
-    const absl::Time deadline = absl::Now() + std::min(timeout_, absl::Seconds(5));
-    int spins = 0;
-    while (!closing.empty()) {
-      ucp_worker_progress(worker_);
-      std::erase_if(closing, [](const auto& c) {
-        if (ucp_request_check_status(c.second) == UCS_INPROGRESS) return false;
-        ucp_request_free(c.second);
-        return true;
-      });
-      if (++spins % kIdleSpinsPerClockCheck == 0) {
-        if (absl::Now() > deadline) {
-          // Leave them: the worker's destruction releases the endpoints.
-          break;
-        }
-        sched_yield();
+    progressUntilDone(pending, absl::Seconds(1));
+    // Messages that arrived for calls that never completed (after a failure) are dropped
+    // quietly instead of being reported one by one when the worker goes.
+    std::vector<char> sink;
+    for (int i = 0; i < 1 << 16; ++i) {
+      ucp_tag_recv_info_t info{};
+      ucp_tag_message_h msg = ucp_tag_probe_nb(worker_, 0, 0, 1, &info);
+      if (msg == nullptr) break;
+      sink.resize(std::max(sink.size(), info.length));
+      ucp_request_param_t p{};
+      r = ucp_tag_msg_recv_nbx(worker_, sink.data(), info.length, msg, &p);
+      if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
+        pending.push_back(r);
+        progressUntilDone(pending, absl::Seconds(1));
       }
     }
     ucp_worker_destroy(worker_);

@@ -69,6 +69,8 @@ class UcxWorld {
   UcxWorld(int rank, int size, absl::Duration timeout)
       : rank_(rank), size_(size), timeout_(timeout) {}
   absl::Status fail(OpSet& set, absl::Status s);
+  // Progresses until every request completes or `limit` passes (then releases them to UCX).
+  void progressUntilDone(std::vector<void*>& requests, absl::Duration limit);
   void cancelAll(OpSet& set);
   static void onEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Two "nodes" as network namespaces with their own addresses, joined by a bridge: a `gangway
+# scheduler` in the first, one agent in each with two workers, and the communicator conformance
+# suite across them with UCX limited to tcp over the pods' interfaces (no shared memory, no
+# loopback), as between two machines. Exit 77 (skipped) only where namespaces cannot be made.
+#
+# usage: netns_ucx_tcp.sh GANGWAY_BINARY CONFORMANCE_BINARY
+set -euo pipefail
+gangway=$(realpath "$1")
+suite=$(realpath "$2")
+id="gwc$$"
+hub="${id}hub"
+pods=(a b)
+work=$(mktemp -d)
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pod in "${pods[@]}"; do ip netns del "${id}${pod}" 2>/dev/null || true; done
+  ip netns del "$hub" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; for f in "$work"/*.log; do echo "--- $f" >&2; tail -40 "$f" >&2; done; exit 1; }
+
+if [ "$(id -u)" -ne 0 ] || ! ip netns add "$hub" 2>/dev/null; then
+  echo "SKIP: network namespaces are not available here (needs root and iproute2)"
+  exit 77
+fi
+ip -n "$hub" link add br0 type bridge
+ip -n "$hub" link set br0 up
+i=1
+for pod in "${pods[@]}"; do
+  ns="${id}${pod}"
+  ip netns add "$ns"
+  ip link add "v${id}${i}" type veth peer name eth0 netns "$ns"
+  ip link set "v${id}${i}" netns "$hub"
+  ip -n "$hub" link set "v${id}${i}" master br0 up
+  ip -n "$ns" addr add "10.213.78.${i}/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  i=$((i + 1))
+done
+
+: >"$work/sched.log"
+ip netns exec "${id}a" "$gangway" scheduler --listen 10.213.78.1:29400 >"$work/sched.log" 2>&1 &
+pids+=($!)
+timeout 60 grep -m1 -q 'listening on' <(tail -n +1 --pid="${pids[0]}" -f "$work/sched.log") ||
+  fail "the scheduler did not start"
+
+# tcp only, over the pod's own interface: every byte between ranks crosses the veth pair or the
+# pod's stack, as between machines.
+for pod in "${pods[@]}"; do
+  ip netns exec "${id}${pod}" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$gangway" run \
+    --nnodes 2 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint 10.213.78.1:29400 \
+    --rdzv-id comm-tcp --no-python "$suite" --backend ucx >"$work/$pod.log" 2>&1 &
+  pids+=($!)
+done
+for n in 1 2; do
+  rc=0
+  wait "${pids[$n]}" || rc=$?  # bounded by the test's timeout
+  [ "$rc" -eq 0 ] || fail "agent ${pods[$((n - 1))]} exited with $rc"
+done
+passed=$(cat "$work"/a.log "$work"/b.log | grep -c 'PASSED  \] 10 tests' || true)
+[ "$passed" -eq 4 ] || fail "expected 4 ranks to pass the suite, saw $passed"
+grep -q 'ranks 0-1 of 4\|ranks 2-3 of 4' "$work/a.log" || fail "pod a was not part of a 4-rank world"
+echo "4 ranks on 2 pods passed the conformance suite over UCX tcp"
