@@ -45,6 +45,14 @@ EnvMap buildWorkerEnv(const RunOptions& options, const RoundInfo& round, int loc
   } else {
     env.erase("GANGWAY_STORE");  // never hand a worker another job's store
   }
+  // What a worker needs to use the store like its agent does (libgangway_comm's bootstrap): the
+  // job's secret and the control plane's CA. Never inherited from another job.
+  env.erase("GANGWAY_STORE_TOKEN");
+  env.erase("GANGWAY_STORE_TLS_CA");
+  if (!round.store.empty() && !options.token.empty()) set("GANGWAY_STORE_TOKEN", options.token);
+  if (!round.store.empty() && !options.tls_ca_file.empty()) {
+    set("GANGWAY_STORE_TLS_CA", options.tls_ca_file);
+  }
   return env;
 }
 

@@ -88,6 +88,21 @@ TEST(WorkerEnvTest, StoreAddressOnlyWhenTheRoundHasOne) {
   EXPECT_EQ(buildWorkerEnv(options(2), r, 0, "e", {}).at("GANGWAY_STORE"), "10.0.0.1:7000");
 }
 
+TEST(WorkerEnvTest, StoreSecretAndCaGoWithTheStoreOnly) {
+  RunOptions o = options(2);
+  o.token = "s3cret";
+  o.tls_ca_file = "/etc/ca.pem";
+  const EnvMap stale = {{"GANGWAY_STORE_TOKEN", "old"}, {"GANGWAY_STORE_TLS_CA", "/old.pem"}};
+  EnvMap env = buildWorkerEnv(o, round(), 0, "e", stale);
+  EXPECT_EQ(env.count("GANGWAY_STORE_TOKEN"), 0u);
+  EXPECT_EQ(env.count("GANGWAY_STORE_TLS_CA"), 0u);
+  RoundInfo r = round();
+  r.store = "10.0.0.1:7000";
+  env = buildWorkerEnv(o, r, 0, "e", stale);
+  EXPECT_EQ(env.at("GANGWAY_STORE_TOKEN"), "s3cret");
+  EXPECT_EQ(env.at("GANGWAY_STORE_TLS_CA"), "/etc/ca.pem");
+}
+
 TEST(WorkerEnvTest, SocketInterfaceUnlessTheUserChoseOne) {
   RoundInfo r = round();
   r.socket_ifname = "eth1";
