@@ -40,7 +40,8 @@ struct FlagSpec {
 
 constexpr FlagSpec kFlags[] = {
     {"nnodes", nullptr, false, "1:1", true,
-     "Number of nodes, N or MIN:MAX. This version runs single-node jobs (1)."},
+     "Number of nodes, N or MIN:MAX (elastic: the job runs with any count in the range; more "
+     "than one needs --rdzv-endpoint)."},
     {"nproc-per-node", nullptr, false, "1", true,
      "Workers per node: an integer, 'gpu' (one per GPU), 'cpu' (one per CPU) or 'auto' (GPUs if "
      "any, else CPUs)."},
