@@ -6,8 +6,9 @@
 //
 // Every call is collective over the world unless it says otherwise (send/recv). Buffers are in
 // the memory kind the communicator was created for (Options::memory) and aligned to their type.
-// Out-of-place when `send != recv`, in-place when they are equal (for allGather the rank's own
-// slice of `recv`, for reduceScatter the whole `send`, as NCCL). A count of 0 is valid and does
+// Out-of-place when `send != recv`, in-place when they are equal, or, as NCCL, when `send` is this
+// rank's slice of `recv` (allGather: send == recv + rank * count) or `recv` is this rank's slice
+// of `send` (reduceScatter: recv == send + rank * count). A count of 0 is valid and does
 // nothing, on every rank (no traffic). Counts, types, operations and roots must agree across ranks.
 //
 // Completion: host-memory backends (ucx, mpi) return when the operation is complete. The nccl
@@ -17,7 +18,9 @@
 // the calling rank before any traffic), FailedPrecondition for a type, operation or memory kind the
 // backend cannot do (see capabilities()), Unavailable when a peer is gone or unreachable, and
 // DeadlineExceeded when a peer did not take part within Options::timeout. After an Unavailable or
-// DeadlineExceeded the communicator is broken: every later call returns the same error.
+// DeadlineExceeded the communicator is broken: every later call returns the same error. (The mpi
+// backend cannot bound its waits: MPI calls block until the peers arrive, and mpirun usually ends
+// the whole job when a rank dies.)
 #pragma once
 
 #include <cstddef>
