@@ -140,7 +140,7 @@ class Conformance : public ::testing::Test {
   std::vector<std::size_t> counts(DataType type) const {
     std::vector<std::size_t> c = {0, 1, 2, 3, 7, 63, 1001};
     const std::size_t es = dataTypeSize(type);
-    c.push_back((40 << 10) / es + 3);   // between the latency and bandwidth algorithms
+    c.push_back((200 << 10) / es + 3);  // between the latency and bandwidth algorithms
     c.push_back((600 << 10) / es + 5);  // the pipelined ring, several segments
     return c;
   }

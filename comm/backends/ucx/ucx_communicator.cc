@@ -43,6 +43,9 @@ struct Blocks {
 
 int mod(int a, int n) { return ((a % n) + n) % n; }
 
+// Receive slots of the ring's reduce steps (see runRing).
+constexpr std::size_t kRingSlots = 8;
+
 std::size_t envBytes(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
   std::size_t out = 0;
@@ -58,10 +61,11 @@ class UcxCommunicator final : public BackendCommunicator {
         algorithm_(options.algorithm),
         p2p_send_seq_(w_->size(), 0),
         p2p_recv_seq_(w_->size(), 0) {
-    // Switch points and segment size: defaults from benches/comm measurements on shared memory
-    // (ucx/README.md); the variables exist for tuning on other fabrics.
-    rd_max_bytes_ = envBytes("GANGWAY_UCX_RD_MAX_BYTES", 16 << 10);
-    rabenseifner_max_bytes_ = envBytes("GANGWAY_UCX_RABENSEIFNER_MAX_BYTES", 256 << 10);
+    // Switch points and segment size: measured with benches/comm on shared memory at 2 ranks
+    // (backends/ucx/README.md). Recursive doubling moves log2(n) whole vectors, so it stops
+    // earlier in larger worlds. The variables exist for tuning on other machines and fabrics.
+    rd_max_bytes_ = envBytes("GANGWAY_UCX_RD_MAX_BYTES", size() <= 2 ? 128 << 10 : 32 << 10);
+    rabenseifner_max_bytes_ = envBytes("GANGWAY_UCX_RABENSEIFNER_MAX_BYTES", 512 << 10);
     segment_bytes_ = envBytes("GANGWAY_UCX_SEGMENT_BYTES", 256 << 10);
   }
 
@@ -389,7 +393,6 @@ class UcxCommunicator final : public BackendCommunicator {
     }
     const std::size_t seg_elems = std::max<std::size_t>(1, segment_bytes_ / es);
     const std::size_t max_seg = std::max<std::size_t>(1, (largest + seg_elems - 1) / seg_elems);
-    std::byte* tmp = r.reduce_steps > 0 ? scratch(tmp_, total * es) : nullptr;
     std::byte* acc = r.final_block_to_output ? scratch(acc_, total * es) : r.output;
     const uint32_t seq = seq_++;
 
@@ -417,22 +420,52 @@ class UcxCommunicator final : public BackendCommunicator {
                        "GANGWAY_UCX_SEGMENT_BYTES)"));
     }
 
+    // Data to be reduced lands in a few segment-sized slots that are reused as soon as their
+    // segment is reduced, so it is still in cache when the reduction reads it. Receives for the
+    // reduce steps are posted in step order as slots free up (the earliest unfinished segment of
+    // the whole ring always has a posted receive, so this cannot deadlock); receives for the
+    // gather steps land in the output directly and are all posted at once.
+    const std::size_t slots = r.reduce_steps > 0 ? kRingSlots : 0;
+    std::byte* slot_mem = slots > 0 ? scratch(tmp_, slots * seg_elems * es) : nullptr;
+    std::vector<std::size_t> free_slots;
+    for (std::size_t i = slots; i > 0; --i) free_slots.push_back(i - 1);
+    std::vector<uint64_t> reduce_recvs;  // ids (t * max_seg + k) in step order, not yet posted
     OpSet set;
     std::size_t expected = 0;
     for (int t = 0; t < steps; ++t) {
       const int b = recvBlock(t);
       for (std::size_t k = 0; k < segs(b); ++k) {
-        const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-        std::byte* dst = t < r.reduce_steps ? tmp + off : r.output + off;
         const uint64_t id = uint64_t(t) * max_seg + k;
-        if (auto s = w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)), dst,
-                                  segCount(b, k) * es, id);
+        ++expected;
+        if (t < r.reduce_steps) {
+          reduce_recvs.push_back(id);
+          continue;
+        }
+        const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
+        if (auto s = w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
+                                  r.output + off, segCount(b, k) * es, id << 8);
             !s.ok()) {
           return s;
         }
-        ++expected;
       }
     }
+    std::size_t next_reduce_recv = 0;
+    auto postReduceRecvs = [&]() -> absl::Status {
+      while (next_reduce_recv < reduce_recvs.size() && !free_slots.empty()) {
+        const uint64_t id = reduce_recvs[next_reduce_recv++];
+        const std::size_t slot = free_slots.back();
+        free_slots.pop_back();
+        const int b = recvBlock(int(id / max_seg));
+        if (auto s = w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
+                                  slot_mem + slot * seg_elems * es, segCount(b, id % max_seg) * es,
+                                  (id << 8) | slot);
+            !s.ok()) {
+          return s;
+        }
+      }
+      return absl::OkStatus();
+    };
+    if (auto s = postReduceRecvs(); !s.ok()) return s;
     {
       const int b = sendBlock(0);
       for (std::size_t k = 0; k < segs(b); ++k) {
@@ -448,8 +481,9 @@ class UcxCommunicator final : public BackendCommunicator {
     while (expected > 0) {
       done.clear();
       if (auto s = w_->waitSome(set, done, what); !s.ok()) return s;
-      for (uint64_t id : done) {
+      for (uint64_t cookie : done) {
         --expected;
+        const uint64_t id = cookie >> 8;
         const int t = int(id / max_seg);
         const std::size_t k = id % max_seg;
         const int b = recvBlock(t);
@@ -457,12 +491,16 @@ class UcxCommunicator final : public BackendCommunicator {
         std::byte* result = resultAt(t, b, k);
         if (t < r.reduce_steps) {
           const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
+          const std::size_t slot = cookie & 0xFF;
           // The left neighbour's partial result is the left operand, this rank's data the right:
           // each block is reduced along one chain, so every rank ends with the same bits.
-          kernels::reduceHost(result, tmp + off, r.input + off, cnt, r.type, kop);
+          kernels::reduceHost(result, slot_mem + slot * seg_elems * es, r.input + off, cnt, r.type,
+                              kop);
           if (t == r.reduce_steps - 1 && r.op == ReduceOp::kAvg) {
             kernels::divideByHost(result, cnt, r.type, n);
           }
+          free_slots.push_back(slot);
+          if (auto s = postReduceRecvs(); !s.ok()) return s;
         }
         if (t + 1 < steps) {
           const uint64_t next = uint64_t(t + 1) * max_seg + k;

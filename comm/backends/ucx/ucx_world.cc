@@ -1,12 +1,19 @@
 #include "ucx/ucx_world.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
 #include <utility>
 
+#include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
+#include <absl/strings/str_split.h>
 
 #include <sched.h>
+#include <signal.h>
+#include <unistd.h>
 
 namespace gangway::comm::ucx {
 
@@ -26,6 +33,33 @@ absl::Status ucsError(ucs_status_t s, absl::string_view what, const char* file, 
 // Progress + request bookkeeping costs well under a microsecond; checking the clock every few
 // hundred idle iterations keeps deadlines accurate to well under a millisecond.
 constexpr int kIdleSpinsPerClockCheck = 256;
+// How often a waiting rank checks that the processes of its local peers still exist.
+constexpr absl::Duration kLivenessInterval = absl::Milliseconds(20);
+
+// What a rank publishes: "gw1 <boot id> <pid namespace> <pid>\n" then its UCX worker address.
+// Two ranks with the same boot id and pid namespace are on one machine and see each other's pid.
+std::string readFirstLine(const char* path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+std::string hostIdentity() {
+  std::string boot = readFirstLine("/proc/sys/kernel/random/boot_id");
+  if (boot.empty()) boot = "unknown-boot";
+  char ns[128] = {};
+  const ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+  return absl::StrCat(boot, " ", n > 0 ? std::string(ns, static_cast<std::size_t>(n)) : "pid:?");
+}
+
+// Whether process `pid` (on this machine) has exited: gone, or a zombie nobody reaped yet.
+bool processGone(int pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  const std::string stat = readFirstLine(absl::StrCat("/proc/", pid, "/stat").c_str());
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
 
 }  // namespace
 
@@ -38,72 +72,136 @@ uint64_t UcxWorld::p2pTag(int src, uint64_t seq) {
   return kP2pBit | (uint64_t(src & 0x7FFFFF) << 40) | (seq & 0xFFFFFFFFFFull);
 }
 
+std::string UcxWorld::peerFailure(int peer) const {
+  if (local_pid_[peer] != 0 && failed_[peer] == static_cast<int>(UCS_ERR_CONNECTION_RESET)) {
+    return absl::StrCat("its process ", local_pid_[peer], " exited");
+  }
+  return ucs_status_string(static_cast<ucs_status_t>(failed_[peer]));
+}
+
 void UcxWorld::onEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
   auto* a = static_cast<ErrorArg*>(arg);
   a->world->failed_[a->peer] = static_cast<int>(status);
 }
 
-absl::StatusOr<std::unique_ptr<UcxWorld>> UcxWorld::create(Bootstrap& bootstrap,
-                                                           absl::Duration timeout) {
-  std::unique_ptr<UcxWorld> w(new UcxWorld(bootstrap.rank(), bootstrap.size(), timeout));
+absl::Status UcxWorld::openLane(Lane& lane, const char* tls, bool new_protocols) {
   ucp_config_t* config = nullptr;
   if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) {
     return GW_UCS(s, "reading UCX_* settings");
   }
+  if (tls != nullptr) ucp_config_modify(config, "TLS", tls);
+  if (new_protocols) ucp_config_modify(config, "PROTO_ENABLE", "y");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
   params.features = UCP_FEATURE_TAG;
-  params.estimated_num_eps = static_cast<size_t>(w->size_);
-  ucs_status_t s = ucp_init(&params, config, &w->context_);
+  params.estimated_num_eps = static_cast<size_t>(size_);
+  ucs_status_t s = ucp_init(&params, config, &lane.context);
   ucp_config_release(config);
   if (s != UCS_OK) return GW_UCS(s, "ucp_init");
-
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;
-  if (s = ucp_worker_create(w->context_, &wp, &w->worker_); s != UCS_OK) {
+  if (s = ucp_worker_create(lane.context, &wp, &lane.worker); s != UCS_OK) {
     return GW_UCS(s, "ucp_worker_create");
   }
-
   ucp_address_t* address = nullptr;
-  size_t address_length = 0;
-  if (s = ucp_worker_get_address(w->worker_, &address, &address_length); s != UCS_OK) {
+  size_t length = 0;
+  if (s = ucp_worker_get_address(lane.worker, &address, &length); s != UCS_OK) {
     return GW_UCS(s, "ucp_worker_get_address");
   }
-  std::string mine(reinterpret_cast<const char*>(address), address_length);
-  ucp_worker_release_address(w->worker_, address);
+  lane.address.assign(reinterpret_cast<const char*>(address), length);
+  ucp_worker_release_address(lane.worker, address);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<UcxWorld>> UcxWorld::create(Bootstrap& bootstrap,
+                                                           absl::Duration timeout) {
+  std::unique_ptr<UcxWorld> w(new UcxWorld(bootstrap.rank(), bootstrap.size(), timeout));
+  // Two lanes unless the user chose UCX's transports (UCX_TLS): shared memory only for peers on
+  // this machine, and UCX's own choice (tcp, verbs, ...) for the others. With every transport in
+  // one context, UCX also runs tcp and cma lanes between processes of one machine, which halves
+  // the bandwidth measured here (benches/comm); posix/sysv shared memory alone is the fastest.
+  const bool user_tls = std::getenv("UCX_TLS") != nullptr;
+  const bool user_proto = std::getenv("UCX_PROTO_ENABLE") != nullptr;
+  if (!user_tls) {
+    if (absl::Status s = w->openLane(w->lanes_[kShm], "posix,sysv,self", !user_proto); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = w->openLane(w->lanes_[kNet], nullptr, false); !s.ok()) return s;
+
+  const std::string host = hostIdentity();
+  const std::string& shm = w->lanes_[kShm].address;
+  const std::string& net = w->lanes_[kNet].address;
+  std::string mine = absl::StrCat("gw1 ", host, " ", getpid(), " ", shm.size(), "\n");
+  mine += shm;
+  mine += net;
   auto all = bootstrap.allGather(mine, timeout);
   if (!all.ok()) return all.status();
 
   w->eps_.assign(w->size_, nullptr);
+  w->peer_lane_.assign(w->size_, kNet);
   w->failed_.assign(w->size_, 0);
+  w->local_pid_.assign(w->size_, 0);
+  std::vector<std::string> addresses(w->size_);
+  for (int peer = 0; peer < w->size_; ++peer) {
+    const std::string& blob = (*all)[peer];
+    const auto eol = blob.find('\n');
+    std::vector<std::string> fields =
+        absl::StrSplit(blob.substr(0, eol == std::string::npos ? 0 : eol), ' ');
+    int pid = 0;
+    std::size_t shm_length = 0;
+    if (eol == std::string::npos || fields.size() != 5 || fields[0] != "gw1" ||
+        !absl::SimpleAtoi(fields[3], &pid) || !absl::SimpleAtoi(fields[4], &shm_length) ||
+        eol + 1 + shm_length >= blob.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ucx: rank ", peer, " published no usable address (a different gangway version?)"));
+    }
+    const bool local = absl::StrCat(fields[1], " ", fields[2]) == host;
+    if (local) w->local_pid_[peer] = pid;
+    if (local && shm_length > 0 && w->lanes_[kShm].worker != nullptr) {
+      w->peer_lane_[peer] = kShm;
+      addresses[peer] = blob.substr(eol + 1, shm_length);
+    } else {
+      addresses[peer] = blob.substr(eol + 1 + shm_length);
+    }
+  }
   for (int peer = 0; peer < w->size_; ++peer) {
     if (peer == w->rank_) continue;
-    if ((*all)[peer].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ucx: rank ", peer, " published an empty worker address"));
-    }
     auto arg = std::make_unique<ErrorArg>(ErrorArg{w.get(), peer});
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                     UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    ep.address = reinterpret_cast<const ucp_address_t*>((*all)[peer].data());
-    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.address = reinterpret_cast<const ucp_address_t*>(addresses[peer].data());
+    // UCX's shared-memory transports cannot report a failed peer, and asking for peer failure
+    // handling makes UCX avoid them (tcp even on one machine: 8 us instead of 0.3 us for 8
+    // bytes). Peers on this machine are watched through their process instead (processGone);
+    // remote peers use UCX's peer failure handling (keepalive over tcp or verbs).
+    ep.err_mode =
+        w->local_pid_[peer] != 0 ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER;
     ep.err_handler.cb = &UcxWorld::onEndpointError;
     ep.err_handler.arg = arg.get();
     w->error_args_.push_back(std::move(arg));
-    if (s = ucp_ep_create(w->worker_, &ep, &w->eps_[peer]); s != UCS_OK) {
+    Lane& lane = w->lanes_[w->peer_lane_[peer]];
+    lane.used = true;
+    if (ucs_status_t s = ucp_ep_create(lane.worker, &ep, &w->eps_[peer]); s != UCS_OK) {
       return GW_UCS(s, absl::StrCat("connecting to rank ", peer));
     }
   }
   return w;
 }
 
+void UcxWorld::progress() {
+  for (Lane& lane : lanes_) {
+    if (lane.used) ucp_worker_progress(lane.worker);
+  }
+}
+
 void UcxWorld::progressUntilDone(std::vector<void*>& requests, absl::Duration limit) {
   const absl::Time deadline = absl::Now() + limit;
   int spins = 0;
   while (!requests.empty()) {
-    ucp_worker_progress(worker_);
+    progress();
     std::erase_if(requests, [](void* r) {
       if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
       ucp_request_free(r);
@@ -121,52 +219,67 @@ void UcxWorld::progressUntilDone(std::vector<void*>& requests, absl::Duration li
 }
 
 UcxWorld::~UcxWorld() {
-  if (worker_ != nullptr) {
-    // Every operation of a finished call has completed locally; a worker flush makes sure the
-    // transports have handed the last messages on (shared memory: in the peer's queue; tcp: in
-    // the kernel). It needs no progress from the peers, unlike a flushing close, which waits for
-    // a peer's acknowledgement and would stall on a peer that is busy elsewhere. Endpoints are
-    // then force-closed.
-    std::vector<void*> pending;
+  // Every operation of a finished call has completed locally; a worker flush makes sure the
+  // transports have handed the last messages on (shared memory: in the peer's queue; tcp: in
+  // the kernel). It needs no progress from the peers, unlike a flushing close, which waits for
+  // a peer's acknowledgement and would stall on a peer that is busy elsewhere. Endpoints are
+  // then force-closed.
+  std::vector<void*> pending;
+  for (Lane& lane : lanes_) {
+    if (!lane.used) continue;
     ucp_request_param_t flush{};
-    ucs_status_ptr_t r = ucp_worker_flush_nbx(worker_, &flush);
+    ucs_status_ptr_t r = ucp_worker_flush_nbx(lane.worker, &flush);
     if (r != nullptr && !UCS_PTR_IS_ERR(r)) pending.push_back(r);
-    progressUntilDone(pending, std::min(timeout_, absl::Seconds(5)));
-    for (ucp_ep_h ep : eps_) {
-      if (ep == nullptr) continue;
-      ucp_request_param_t p{};
-      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      r = ucp_ep_close_nbx(ep, &p);
-      if (r != nullptr && !UCS_PTR_IS_ERR(r)) pending.push_back(r);
-    }
-    progressUntilDone(pending, absl::Seconds(1));
+  }
+  progressUntilDone(pending, std::min(timeout_, absl::Seconds(5)));
+  // A lane with a failed peer on this machine (no UCX failure handling there) may hold sends
+  // UCX can never finish nor purge: UCX aborts the process if such a worker is destroyed. That
+  // lane is left to the process's exit instead (a broken communicator is an error path; its
+  // shared memory goes with the process).
+  bool abandon[2] = {false, false};
+  for (int peer = 0; peer < static_cast<int>(eps_.size()); ++peer) {
+    if (failed_[peer] != 0 && local_pid_[peer] != 0) abandon[peer_lane_[peer]] = true;
+  }
+  for (int peer = 0; peer < static_cast<int>(eps_.size()); ++peer) {
+    ucp_ep_h ep = eps_[peer];
+    if (ep == nullptr || abandon[peer_lane_[peer]]) continue;
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &p);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) pending.push_back(r);
+  }
+  progressUntilDone(pending, absl::Seconds(1));
+  for (int l = 0; l < 2; ++l) {
+    Lane& lane = lanes_[l];
+    if (lane.worker == nullptr || abandon[l]) continue;
     // Messages that arrived for calls that never completed (after a failure) are dropped
     // quietly instead of being reported one by one when the worker goes.
     std::vector<char> sink;
-    for (int i = 0; i < 1 << 16; ++i) {
+    for (int i = 0; lane.used && i < 1 << 16; ++i) {
       ucp_tag_recv_info_t info{};
-      ucp_tag_message_h msg = ucp_tag_probe_nb(worker_, 0, 0, 1, &info);
+      ucp_tag_message_h msg = ucp_tag_probe_nb(lane.worker, 0, 0, 1, &info);
       if (msg == nullptr) break;
       sink.resize(std::max(sink.size(), info.length));
       ucp_request_param_t p{};
-      r = ucp_tag_msg_recv_nbx(worker_, sink.data(), info.length, msg, &p);
+      ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(lane.worker, sink.data(), info.length, msg, &p);
       if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
         pending.push_back(r);
         progressUntilDone(pending, absl::Seconds(1));
       }
     }
-    ucp_worker_destroy(worker_);
+    ucp_worker_destroy(lane.worker);
   }
-  if (context_ != nullptr) ucp_cleanup(context_);
+  for (int l = 0; l < 2; ++l) {
+    if (lanes_[l].context != nullptr && !abandon[l]) ucp_cleanup(lanes_[l].context);
+  }
 }
 
 absl::Status UcxWorld::postSend(OpSet& set, int peer, uint64_t tag, const void* buf,
                                 std::size_t bytes) {
   if (failed_[peer] != 0) {
-    return fail(set, absl::UnavailableError(absl::StrCat(
-                         "ucx: rank ", peer, " is gone (",
-                         ucs_status_string(static_cast<ucs_status_t>(failed_[peer])), ")")));
+    return fail(set, absl::UnavailableError(
+                         absl::StrCat("ucx: rank ", peer, " is gone (", peerFailure(peer), ")")));
   }
   ucp_request_param_t p{};
   ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[peer], buf, bytes, tag, &p);
@@ -181,7 +294,8 @@ absl::Status UcxWorld::postSend(OpSet& set, int peer, uint64_t tag, const void* 
 absl::Status UcxWorld::postRecv(OpSet& set, int peer, uint64_t tag, void* buf, std::size_t bytes,
                                 uint64_t cookie) {
   ucp_request_param_t p{};
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, buf, bytes, tag, kFullMask, &p);
+  ucs_status_ptr_t r =
+      ucp_tag_recv_nbx(lanes_[peer_lane_[peer]].worker, buf, bytes, tag, kFullMask, &p);
   if (r == nullptr) {
     set.done_now_.push_back(cookie);
     return absl::OkStatus();
@@ -196,32 +310,15 @@ absl::Status UcxWorld::postRecv(OpSet& set, int peer, uint64_t tag, void* buf, s
 void UcxWorld::cancelAll(OpSet& set) {
   for (auto& op : set.ops_) {
     if (op.request == nullptr) continue;
-    if (op.is_recv) ucp_request_cancel(worker_, op.request);
+    if (op.is_recv) ucp_request_cancel(lanes_[peer_lane_[op.peer]].worker, op.request);
   }
   // Cancelled receives complete on the next progress calls; sends to failed peers complete with
   // an error once their endpoint is purged. Bounded: what is left is released when complete.
-  const absl::Time deadline = absl::Now() + absl::Seconds(1);
-  int spins = 0;
-  while (true) {
-    ucp_worker_progress(worker_);
-    bool left = false;
-    for (auto& op : set.ops_) {
-      if (op.request == nullptr) continue;
-      if (ucp_request_check_status(op.request) != UCS_INPROGRESS) {
-        ucp_request_free(op.request);
-        op.request = nullptr;
-      } else {
-        left = true;
-      }
-    }
-    if (!left) break;
-    if (++spins % kIdleSpinsPerClockCheck == 0 && absl::Now() > deadline) {
-      for (auto& op : set.ops_) {
-        if (op.request != nullptr) ucp_request_free(op.request);
-      }
-      break;
-    }
+  std::vector<void*> left;
+  for (auto& op : set.ops_) {
+    if (op.request != nullptr) left.push_back(op.request);
   }
+  progressUntilDone(left, absl::Seconds(1));
   set.ops_.clear();
   set.done_now_.clear();
 }
@@ -241,16 +338,15 @@ absl::Status UcxWorld::waitSome(OpSet& set, std::vector<uint64_t>& received, con
   absl::Time deadline = absl::InfinitePast();
   int idle = 0;
   while (true) {
-    ucp_worker_progress(worker_);
+    progress();
     bool any = false;
     for (auto& op : set.ops_) {
       const ucs_status_t s = ucp_request_check_status(op.request);
       if (s == UCS_INPROGRESS) {
         if (failed_[op.peer] != 0) {
-          return fail(set,
-                      absl::UnavailableError(absl::StrCat(
-                          "ucx: ", what, ": rank ", op.peer, " is gone (",
-                          ucs_status_string(static_cast<ucs_status_t>(failed_[op.peer])), ")")));
+          return fail(
+              set, absl::UnavailableError(absl::StrCat("ucx: ", what, ": rank ", op.peer,
+                                                       " is gone (", peerFailure(op.peer), ")")));
         }
         continue;
       }
@@ -275,6 +371,17 @@ absl::Status UcxWorld::waitSome(OpSet& set, std::vector<uint64_t>& received, con
     }
     if (++idle % kIdleSpinsPerClockCheck == 0) {
       const absl::Time now = absl::Now();
+      if (now >= next_liveness_check_) {
+        next_liveness_check_ = now + kLivenessInterval;
+        for (const auto& op : set.ops_) {
+          const int pid = local_pid_[op.peer];
+          if (pid != 0 && failed_[op.peer] == 0 && processGone(pid)) {
+            failed_[op.peer] = static_cast<int>(UCS_ERR_CONNECTION_RESET);
+          }
+        }
+        // The next pass over the operations reports it.
+        continue;
+      }
       if (deadline == absl::InfinitePast()) {
         deadline = now + timeout_;
       } else if (now > deadline) {

@@ -73,14 +73,30 @@ class UcxWorld {
   void progressUntilDone(std::vector<void*>& requests, absl::Duration limit);
   void cancelAll(OpSet& set);
   static void onEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  std::string peerFailure(int peer) const;  // why `peer` is considered failed
+
+  // One UCP context and worker. kShm: shared memory only, for peers on this machine; kNet:
+  // UCX's own transport choice, for the others (and for everyone when UCX_TLS is set).
+  struct Lane {
+    ucp_context_h context = nullptr;
+    ucp_worker_h worker = nullptr;
+    std::string address;
+    bool used = false;  // has endpoints (only used lanes are progressed)
+  };
+  static constexpr int kShm = 0;
+  static constexpr int kNet = 1;
+  absl::Status openLane(Lane& lane, const char* tls, bool new_protocols);
+  void progress();
 
   const int rank_;
   const int size_;
   const absl::Duration timeout_;
-  ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
+  Lane lanes_[2];
   std::vector<ucp_ep_h> eps_;
-  std::vector<int> failed_;  // per peer: the UCX status of its endpoint error, 0 while healthy
+  std::vector<int> peer_lane_;
+  std::vector<int> failed_;     // per peer: the UCX status of its endpoint error, 0 while healthy
+  std::vector<int> local_pid_;  // per peer: its pid when on this machine, 0 otherwise
+  absl::Time next_liveness_check_ = absl::InfinitePast();
   struct ErrorArg {
     UcxWorld* world;
     int peer;
