@@ -15,6 +15,8 @@ packages=(
   libtinyxml2-dev libibverbs-dev libnuma-dev
   # collectives: UCX transport, Open MPI backend and comparison
   libucx-dev ucx-utils libopenmpi-dev openmpi-bin
+  # benches/comm/compare's plot
+  python3-matplotlib
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
   python3-torch
   # process and network tools the tests use (setsid, pgrep, ip netns)

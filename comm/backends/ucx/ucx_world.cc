@@ -188,6 +188,13 @@ absl::StatusOr<std::unique_ptr<UcxWorld>> UcxWorld::create(Bootstrap& bootstrap,
       return GW_UCS(s, absl::StrCat("connecting to rank ", peer));
     }
   }
+  int local_ranks = 0;  // this rank included
+  for (int pid : w->local_pid_) local_ranks += pid != 0 ? 1 : 0;
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) {
+    w->oversubscribed_ = local_ranks > CPU_COUNT(&cpus);
+  }
   return w;
 }
 
@@ -369,6 +376,8 @@ absl::Status UcxWorld::waitSome(OpSet& set, std::vector<uint64_t>& received, con
       std::erase_if(set.ops_, [](const OpSet::Op& op) { return op.request == nullptr; });
       return absl::OkStatus();
     }
+    // More ranks than cores on this machine: a spinning rank takes the core its peer needs.
+    if (oversubscribed_) sched_yield();
     if (++idle % kIdleSpinsPerClockCheck == 0) {
       const absl::Time now = absl::Now();
       if (now >= next_liveness_check_) {
@@ -394,7 +403,7 @@ absl::Status UcxWorld::waitSome(OpSet& set, std::vector<uint64_t>& received, con
                         "ucx: ", what, ": rank ", rank_, " waited ", absl::FormatDuration(timeout_),
                         " for rank(s) ", absl::StrJoin(peers, ","), " without progress")));
       }
-      sched_yield();  // ranks may outnumber cores: let the peer run
+      sched_yield();
     }
   }
 }

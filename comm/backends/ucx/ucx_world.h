@@ -97,6 +97,7 @@ class UcxWorld {
   std::vector<int> failed_;     // per peer: the UCX status of its endpoint error, 0 while healthy
   std::vector<int> local_pid_;  // per peer: its pid when on this machine, 0 otherwise
   absl::Time next_liveness_check_ = absl::InfinitePast();
+  bool oversubscribed_ = false;  // more ranks on this machine than CPUs this rank may use
   struct ErrorArg {
     UcxWorld* world;
     int peer;

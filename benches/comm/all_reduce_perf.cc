@@ -1,0 +1,6 @@
+// all_reduce_perf: nccl-tests' all_reduce_perf over a gangway communicator (see README.md).
+#include "perf_common.h"
+
+int main(int argc, char** argv) {
+  return gangway::bench::perfMain(gangway::bench::Collective::kAllReduce, argc, argv);
+}

@@ -1,0 +1,6 @@
+// reduce_scatter_perf: nccl-tests' reduce_scatter_perf over a gangway communicator (see README.md).
+#include "perf_common.h"
+
+int main(int argc, char** argv) {
+  return gangway::bench::perfMain(gangway::bench::Collective::kReduceScatter, argc, argv);
+}

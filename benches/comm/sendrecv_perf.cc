@@ -1,0 +1,6 @@
+// sendrecv_perf: nccl-tests' sendrecv_perf over a gangway communicator (see README.md).
+#include "perf_common.h"
+
+int main(int argc, char** argv) {
+  return gangway::bench::perfMain(gangway::bench::Collective::kSendRecv, argc, argv);
+}
