@@ -9,39 +9,23 @@ set -euo pipefail
 gangway=$(realpath "$1")
 suite=$(realpath "$2")
 id="gwc$$"
-hub="${id}hub"
 pods=(a b)
 work=$(mktemp -d)
 pids=()
 
+# shellcheck source=../e2e/netns_pods.sh
+. "$(dirname "$0")/../e2e/netns_pods.sh"
+
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  for pod in "${pods[@]}"; do ip netns del "${id}${pod}" 2>/dev/null || true; done
-  ip netns del "$hub" 2>/dev/null || true
+  netns_pods_down "$id" "${pods[@]}"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; for f in "$work"/*.log; do echo "--- $f" >&2; tail -40 "$f" >&2; done; exit 1; }
 
-if [ "$(id -u)" -ne 0 ] || ! ip netns add "$hub" 2>/dev/null; then
-  echo "SKIP: network namespaces are not available here (needs root and iproute2)"
-  exit 77
-fi
-ip -n "$hub" link add br0 type bridge
-ip -n "$hub" link set br0 up
-i=1
-for pod in "${pods[@]}"; do
-  ns="${id}${pod}"
-  ip netns add "$ns"
-  ip link add "v${id}${i}" type veth peer name eth0 netns "$ns"
-  ip link set "v${id}${i}" netns "$hub"
-  ip -n "$hub" link set "v${id}${i}" master br0 up
-  ip -n "$ns" addr add "10.213.78.${i}/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-  i=$((i + 1))
-done
+netns_pods_up "$id" 10.213.78 "${pods[@]}" || exit $?
 
 : >"$work/sched.log"
 ip netns exec "${id}a" "$gangway" scheduler --listen 10.213.78.1:29400 >"$work/sched.log" 2>&1 &

@@ -406,6 +406,11 @@ TEST_F(PerfFormatTest, AllTypesAndOpsWithOneRank) {
   EXPECT_EQ(p.rows.size(), 10u * 5u * requestedSizes(flags).size());  // types x ops x sizes
 }
 
+// Open MPI unloads its components at MPI_Finalize, leaving allocations LeakSanitizer reports with
+// unsymbolizable stacks (no suppression can name them); leaks in gangway's own code are covered by
+// the ucx runs. Harmless without sanitizers.
+constexpr char kNoLeakCheck[] = "ASAN_OPTIONS=detect_leaks=0";
+
 TEST_F(PerfFormatTest, TwoRanksUnderMpirun) {
   const std::string mpirun = GANGWAY_MPIRUN;
   if (mpirun.empty()) GTEST_SKIP() << "mpirun not found";
@@ -413,9 +418,9 @@ TEST_F(PerfFormatTest, TwoRanksUnderMpirun) {
   const Flags flags;
   for (const CollectiveRule& c : kCollectives) {
     const std::string json = path(std::string(c.bench) + ".json");
-    std::vector<std::string> a =
-        command({mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", bench(c.bench)},
-                flags, {"--backend", "mpi", "--json", json, "-T", "60"});
+    std::vector<std::string> a = command({mpirun, "--allow-run-as-root", "--oversubscribe", "-x",
+                                          kNoLeakCheck, "-np", "2", bench(c.bench)},
+                                         flags, {"--backend", "mpi", "--json", json, "-T", "60"});
     if (c.has_root) {
       a.push_back("-r");
       a.push_back("all");
@@ -435,7 +440,8 @@ TEST_F(PerfFormatTest, TwoRanksUnderMpirunEveryTypeAndOp) {
   const Flags flags{256, 16384, 8};
   for (const char* name : {"all_reduce_perf", "reduce_scatter_perf"}) {
     const RunResult r =
-        run(command({mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", bench(name)},
+        run(command({mpirun, "--allow-run-as-root", "--oversubscribe", "-x", kNoLeakCheck, "-np",
+                     "2", bench(name)},
                     flags, {"--backend", "mpi", "-d", "all", "-o", "all", "-T", "60"}));
     ASSERT_EQ(r.code, 0) << name << "\n" << r.out << r.err;
     const CollectiveRule& c =
