@@ -86,7 +86,7 @@ class UcxCommunicator final : public BackendCommunicator {
 
   absl::Status doReduceScatter(const void* send, void* recv, std::size_t count, DataType type,
                                ReduceOp op) override {
-    Ring r = ringOf(count * size(), type, op);
+    Ring r = ringOf(type, op);
     for (int i = 0; i < size(); ++i) r.block_offset[i] = std::size_t(i) * count;
     std::fill(r.block_count.begin(), r.block_count.end(), count);
     r.shift = 1;
@@ -104,7 +104,7 @@ class UcxCommunicator final : public BackendCommunicator {
     auto* out = static_cast<std::byte*>(recv);
     std::byte* mine = out + std::size_t(rank()) * count * es;
     if (mine != send) std::memcpy(mine, send, count * es);
-    Ring r = ringOf(count * size(), type, ReduceOp::kSum);
+    Ring r = ringOf(type, ReduceOp::kSum);
     for (int i = 0; i < size(); ++i) r.block_offset[i] = std::size_t(i) * count;
     std::fill(r.block_count.begin(), r.block_count.end(), count);
     r.reduce_steps = 0;
@@ -368,7 +368,7 @@ class UcxCommunicator final : public BackendCommunicator {
     bool final_block_to_output = false;
   };
 
-  Ring ringOf(std::size_t /*total*/, DataType type, ReduceOp op) const {
+  Ring ringOf(DataType type, ReduceOp op) const {
     Ring r;
     r.type = type;
     r.op = op;
@@ -517,7 +517,7 @@ class UcxCommunicator final : public BackendCommunicator {
 
   absl::Status ringAllReduce(const void* send, void* recv, std::size_t count, DataType type,
                              ReduceOp op) {
-    Ring r = ringOf(count, type, op);
+    Ring r = ringOf(type, op);
     Blocks blocks{count, size()};
     for (int i = 0; i < size(); ++i) {
       r.block_offset[i] = blocks.offset(i);
