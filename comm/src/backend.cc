@@ -6,6 +6,8 @@
 
 #include <absl/strings/str_cat.h>
 
+#include "gangway/common/status.h"
+
 namespace gangway::comm {
 
 namespace {
@@ -64,16 +66,11 @@ absl::Status BackendCommunicator::copy(void* dst, const void* src, std::size_t b
   return absl::OkStatus();
 }
 
-#define GW_CHECK_OK(expr)                              \
-  do {                                                 \
-    if (absl::Status s_ = (expr); !s_.ok()) return s_; \
-  } while (false)
-
 absl::Status BackendCommunicator::allReduce(const void* send, void* recv, std::size_t count,
                                             DataType type, ReduceOp op) {
-  GW_CHECK_OK(check("allReduce", type, &op));
-  GW_CHECK_OK(checkBuffer("allReduce", "send", send, count, type));
-  GW_CHECK_OK(checkBuffer("allReduce", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("allReduce", type, &op));
+  GW_RETURN_IF_ERROR(checkBuffer("allReduce", "send", send, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("allReduce", "recv", recv, count, type));
   if (count == 0) return absl::OkStatus();
   if (size_ == 1) return copy(recv, send, count * kernels::dataTypeSize(type));
   return remember(doAllReduce(send, recv, count, type, op));
@@ -81,10 +78,10 @@ absl::Status BackendCommunicator::allReduce(const void* send, void* recv, std::s
 
 absl::Status BackendCommunicator::reduce(const void* send, void* recv, std::size_t count,
                                          DataType type, ReduceOp op, int root) {
-  GW_CHECK_OK(check("reduce", type, &op));
-  GW_CHECK_OK(checkRoot("reduce", root));
-  GW_CHECK_OK(checkBuffer("reduce", "send", send, count, type));
-  if (rank_ == root) GW_CHECK_OK(checkBuffer("reduce", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("reduce", type, &op));
+  GW_RETURN_IF_ERROR(checkRoot("reduce", root));
+  GW_RETURN_IF_ERROR(checkBuffer("reduce", "send", send, count, type));
+  if (rank_ == root) GW_RETURN_IF_ERROR(checkBuffer("reduce", "recv", recv, count, type));
   if (count == 0) return absl::OkStatus();
   if (size_ == 1) return copy(recv, send, count * kernels::dataTypeSize(type));
   return remember(doReduce(send, recv, count, type, op, root));
@@ -92,9 +89,9 @@ absl::Status BackendCommunicator::reduce(const void* send, void* recv, std::size
 
 absl::Status BackendCommunicator::allGather(const void* send, void* recv, std::size_t count,
                                             DataType type) {
-  GW_CHECK_OK(check("allGather", type, nullptr));
-  GW_CHECK_OK(checkBuffer("allGather", "send", send, count, type));
-  GW_CHECK_OK(checkBuffer("allGather", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("allGather", type, nullptr));
+  GW_RETURN_IF_ERROR(checkBuffer("allGather", "send", send, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("allGather", "recv", recv, count, type));
   if (count == 0) return absl::OkStatus();
   const std::size_t bytes = count * kernels::dataTypeSize(type);
   if (size_ == 1) return copy(recv, send, bytes);
@@ -103,9 +100,9 @@ absl::Status BackendCommunicator::allGather(const void* send, void* recv, std::s
 
 absl::Status BackendCommunicator::reduceScatter(const void* send, void* recv, std::size_t count,
                                                 DataType type, ReduceOp op) {
-  GW_CHECK_OK(check("reduceScatter", type, &op));
-  GW_CHECK_OK(checkBuffer("reduceScatter", "send", send, count, type));
-  GW_CHECK_OK(checkBuffer("reduceScatter", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("reduceScatter", type, &op));
+  GW_RETURN_IF_ERROR(checkBuffer("reduceScatter", "send", send, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("reduceScatter", "recv", recv, count, type));
   if (count == 0) return absl::OkStatus();
   if (size_ == 1) return copy(recv, send, count * kernels::dataTypeSize(type));
   return remember(doReduceScatter(send, recv, count, type, op));
@@ -113,10 +110,10 @@ absl::Status BackendCommunicator::reduceScatter(const void* send, void* recv, st
 
 absl::Status BackendCommunicator::broadcast(const void* send, void* recv, std::size_t count,
                                             DataType type, int root) {
-  GW_CHECK_OK(check("broadcast", type, nullptr));
-  GW_CHECK_OK(checkRoot("broadcast", root));
-  if (rank_ == root) GW_CHECK_OK(checkBuffer("broadcast", "send", send, count, type));
-  GW_CHECK_OK(checkBuffer("broadcast", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("broadcast", type, nullptr));
+  GW_RETURN_IF_ERROR(checkRoot("broadcast", root));
+  if (rank_ == root) GW_RETURN_IF_ERROR(checkBuffer("broadcast", "send", send, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("broadcast", "recv", recv, count, type));
   if (count == 0) return absl::OkStatus();
   if (size_ == 1) return copy(recv, send, count * kernels::dataTypeSize(type));
   return remember(doBroadcast(send, recv, count, type, root));
@@ -124,9 +121,9 @@ absl::Status BackendCommunicator::broadcast(const void* send, void* recv, std::s
 
 absl::Status BackendCommunicator::allToAll(const void* send, void* recv, std::size_t count,
                                            DataType type) {
-  GW_CHECK_OK(check("allToAll", type, nullptr));
-  GW_CHECK_OK(checkBuffer("allToAll", "send", send, count, type));
-  GW_CHECK_OK(checkBuffer("allToAll", "recv", recv, count, type));
+  GW_RETURN_IF_ERROR(check("allToAll", type, nullptr));
+  GW_RETURN_IF_ERROR(checkBuffer("allToAll", "send", send, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("allToAll", "recv", recv, count, type));
   if (count > 0 && send == recv) {
     return absl::InvalidArgumentError("allToAll: send and recv must be different buffers");
   }
@@ -137,25 +134,25 @@ absl::Status BackendCommunicator::allToAll(const void* send, void* recv, std::si
 
 absl::Status BackendCommunicator::send(const void* buf, std::size_t count, DataType type,
                                        int peer) {
-  GW_CHECK_OK(check("send", type, nullptr));
+  GW_RETURN_IF_ERROR(check("send", type, nullptr));
   if (peer < 0 || peer >= size_ || peer == rank_) {
     return absl::InvalidArgumentError(absl::StrCat("send: peer ", peer,
                                                    " is not another rank of this world (0..",
                                                    size_ - 1, ", not ", rank_, ")"));
   }
-  GW_CHECK_OK(checkBuffer("send", "buf", buf, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("send", "buf", buf, count, type));
   if (count == 0) return absl::OkStatus();
   return remember(doSend(buf, count, type, peer));
 }
 
 absl::Status BackendCommunicator::recv(void* buf, std::size_t count, DataType type, int peer) {
-  GW_CHECK_OK(check("recv", type, nullptr));
+  GW_RETURN_IF_ERROR(check("recv", type, nullptr));
   if (peer < 0 || peer >= size_ || peer == rank_) {
     return absl::InvalidArgumentError(absl::StrCat("recv: peer ", peer,
                                                    " is not another rank of this world (0..",
                                                    size_ - 1, ", not ", rank_, ")"));
   }
-  GW_CHECK_OK(checkBuffer("recv", "buf", buf, count, type));
+  GW_RETURN_IF_ERROR(checkBuffer("recv", "buf", buf, count, type));
   if (count == 0) return absl::OkStatus();
   return remember(doRecv(buf, count, type, peer));
 }
@@ -170,7 +167,5 @@ absl::Status BackendCommunicator::synchronize() {
   if (!broken_.ok()) return broken_;
   return remember(doSynchronize());
 }
-
-#undef GW_CHECK_OK
 
 }  // namespace gangway::comm

@@ -21,6 +21,8 @@
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
+#include "gangway/common/status.h"
+
 #include "backend.h"
 #include "ucx/ucx_world.h"
 
@@ -127,23 +129,17 @@ class UcxCommunicator final : public BackendCommunicator {
       while (mask < n) {
         if ((vr & mask) != 0) {
           const int parent = mod(vr - mask + root, n);
-          if (auto s = w_->postRecv(set, parent, UcxWorld::collectiveTag(seq, parent, 0), recv,
-                                    bytes, 0);
-              !s.ok()) {
-            return s;
-          }
-          if (auto s = w_->waitAll(set, "broadcast"); !s.ok()) return s;
+          GW_RETURN_IF_ERROR(
+              w_->postRecv(set, parent, UcxWorld::collectiveTag(seq, parent, 0), recv, bytes, 0));
+          GW_RETURN_IF_ERROR(w_->waitAll(set, "broadcast"));
           break;
         }
         mask <<= 1;
       }
       for (mask >>= 1; mask > 0; mask >>= 1) {
         if (vr + mask < n) {
-          if (auto s = w_->postSend(set, mod(vr + mask + root, n),
-                                    UcxWorld::collectiveTag(seq, rank(), 0), recv, bytes);
-              !s.ok()) {
-            return s;
-          }
+          GW_RETURN_IF_ERROR(w_->postSend(set, mod(vr + mask + root, n),
+                                          UcxWorld::collectiveTag(seq, rank(), 0), recv, bytes));
         }
       }
       return w_->waitAll(set, "broadcast");
@@ -158,34 +154,25 @@ class UcxCommunicator final : public BackendCommunicator {
     auto segLen = [&](std::size_t k) { return std::min(seg, bytes - k * seg); };
     if (vr == 0) {
       for (std::size_t k = 0; k < nseg; ++k) {
-        if (auto s = w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k), buf + k * seg,
-                                  segLen(k));
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
+                                        buf + k * seg, segLen(k)));
       }
       return w_->waitAll(set, "broadcast");
     }
     for (std::size_t k = 0; k < nseg; ++k) {
-      if (auto s = w_->postRecv(set, prev, UcxWorld::collectiveTag(seq, prev, k), buf + k * seg,
-                                segLen(k), k);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(w_->postRecv(set, prev, UcxWorld::collectiveTag(seq, prev, k),
+                                      buf + k * seg, segLen(k), k));
     }
     std::size_t landed = 0;
     std::vector<uint64_t> done;
     while (landed < nseg) {
       done.clear();
-      if (auto s = w_->waitSome(set, done, "broadcast"); !s.ok()) return s;
+      GW_RETURN_IF_ERROR(w_->waitSome(set, done, "broadcast"));
       for (uint64_t k : done) {
         ++landed;
         if (!has_next) continue;
-        if (auto s = w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k), buf + k * seg,
-                                  segLen(k));
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
+                                        buf + k * seg, segLen(k)));
       }
     }
     return w_->waitAll(set, "broadcast");
@@ -208,21 +195,15 @@ class UcxCommunicator final : public BackendCommunicator {
       for (int mask = 1; mask < n; mask <<= 1) {
         if ((vr & mask) != 0) {
           const int parent = mod(vr - mask + root, n);
-          if (auto s =
-                  w_->postSend(set, parent, UcxWorld::collectiveTag(seq, rank(), 0), acc, bytes);
-              !s.ok()) {
-            return s;
-          }
+          GW_RETURN_IF_ERROR(
+              w_->postSend(set, parent, UcxWorld::collectiveTag(seq, rank(), 0), acc, bytes));
           return w_->waitAll(set, "reduce");
         }
         if (vr + mask < n) {
           const int child = mod(vr + mask + root, n);
-          if (auto s =
-                  w_->postRecv(set, child, UcxWorld::collectiveTag(seq, child, 0), tmp, bytes, 0);
-              !s.ok()) {
-            return s;
-          }
-          if (auto s = w_->waitAll(set, "reduce"); !s.ok()) return s;
+          GW_RETURN_IF_ERROR(
+              w_->postRecv(set, child, UcxWorld::collectiveTag(seq, child, 0), tmp, bytes, 0));
+          GW_RETURN_IF_ERROR(w_->waitAll(set, "reduce"));
           kernels::reduceHost(acc, acc, tmp, count, type, kop);
         }
       }
@@ -238,39 +219,30 @@ class UcxCommunicator final : public BackendCommunicator {
       const auto* in = static_cast<const std::byte*>(send);
       if (last) {
         for (std::size_t k = 0; k < nseg; ++k) {
-          if (auto s = w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
-                                    in + k * seg_elems * es, segCount(k) * es);
-              !s.ok()) {
-            return s;
-          }
+          GW_RETURN_IF_ERROR(w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
+                                          in + k * seg_elems * es, segCount(k) * es));
         }
         return w_->waitAll(set, "reduce");
       }
       for (std::size_t k = 0; k < nseg; ++k) {
-        if (auto s = w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, k),
-                                  tmp + k * seg_elems * es, segCount(k) * es, k);
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, k),
+                                        tmp + k * seg_elems * es, segCount(k) * es, k));
       }
       std::size_t landed = 0;
       std::vector<uint64_t> done;
       while (landed < nseg) {
         done.clear();
-        if (auto s = w_->waitSome(set, done, "reduce"); !s.ok()) return s;
+        GW_RETURN_IF_ERROR(w_->waitSome(set, done, "reduce"));
         for (uint64_t k : done) {
           ++landed;
           const std::size_t off = k * seg_elems * es;
           kernels::reduceHost(acc + off, in + off, tmp + off, segCount(k), type, kop);
           if (vr == 0) continue;
-          if (auto s = w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k), acc + off,
-                                    segCount(k) * es);
-              !s.ok()) {
-            return s;
-          }
+          GW_RETURN_IF_ERROR(w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
+                                          acc + off, segCount(k) * es));
         }
       }
-      if (auto s = w_->waitAll(set, "reduce"); !s.ok()) return s;
+      GW_RETURN_IF_ERROR(w_->waitAll(set, "reduce"));
     }
     if (rank() == root && op == ReduceOp::kAvg) kernels::divideByHost(recv, count, type, n);
     return absl::OkStatus();
@@ -286,40 +258,28 @@ class UcxCommunicator final : public BackendCommunicator {
     OpSet set;
     for (int i = 1; i < n; ++i) {
       const int peer = mod(rank() - i, n);
-      if (auto s = w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, 0),
-                                out + std::size_t(peer) * bytes, bytes, 0);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, 0),
+                                      out + std::size_t(peer) * bytes, bytes, 0));
     }
     for (int i = 1; i < n; ++i) {  // staggered so that no rank is everyone's first target
       const int peer = mod(rank() + i, n);
-      if (auto s = w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), 0),
-                                in + std::size_t(peer) * bytes, bytes);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), 0),
+                                      in + std::size_t(peer) * bytes, bytes));
     }
     return w_->waitAll(set, "allToAll");
   }
 
   absl::Status doSend(const void* buf, std::size_t count, DataType type, int peer) override {
     OpSet set;
-    if (auto s = w_->postSend(set, peer, UcxWorld::p2pTag(rank(), p2p_send_seq_[peer]++), buf,
-                              count * kernels::dataTypeSize(type));
-        !s.ok()) {
-      return s;
-    }
+    GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::p2pTag(rank(), p2p_send_seq_[peer]++), buf,
+                                    count * kernels::dataTypeSize(type)));
     return w_->waitAll(set, "send");
   }
 
   absl::Status doRecv(void* buf, std::size_t count, DataType type, int peer) override {
     OpSet set;
-    if (auto s = w_->postRecv(set, peer, UcxWorld::p2pTag(peer, p2p_recv_seq_[peer]++), buf,
-                              count * kernels::dataTypeSize(type), 0);
-        !s.ok()) {
-      return s;
-    }
+    GW_RETURN_IF_ERROR(w_->postRecv(set, peer, UcxWorld::p2pTag(peer, p2p_recv_seq_[peer]++), buf,
+                                    count * kernels::dataTypeSize(type), 0));
     return w_->waitAll(set, "recv");
   }
 
@@ -332,16 +292,11 @@ class UcxCommunicator final : public BackendCommunicator {
       char out = 0;
       char in = 0;
       const int from = mod(rank() - k, n);
-      if (auto s = w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, step), &in, 1, 0);
-          !s.ok()) {
-        return s;
-      }
-      if (auto s = w_->postSend(set, mod(rank() + k, n), UcxWorld::collectiveTag(seq, rank(), step),
-                                &out, 1);
-          !s.ok()) {
-        return s;
-      }
-      if (auto s = w_->waitAll(set, "barrier"); !s.ok()) return s;
+      GW_RETURN_IF_ERROR(
+          w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, step), &in, 1, 0));
+      GW_RETURN_IF_ERROR(w_->postSend(set, mod(rank() + k, n),
+                                      UcxWorld::collectiveTag(seq, rank(), step), &out, 1));
+      GW_RETURN_IF_ERROR(w_->waitAll(set, "barrier"));
     }
     return absl::OkStatus();
   }
@@ -442,11 +397,8 @@ class UcxCommunicator final : public BackendCommunicator {
           continue;
         }
         const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-        if (auto s = w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
-                                  r.output + off, segCount(b, k) * es, id << 8);
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
+                                        r.output + off, segCount(b, k) * es, id << 8));
       }
     }
     std::size_t next_reduce_recv = 0;
@@ -456,31 +408,25 @@ class UcxCommunicator final : public BackendCommunicator {
         const std::size_t slot = free_slots.back();
         free_slots.pop_back();
         const int b = recvBlock(int(id / max_seg));
-        if (auto s = w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
-                                  slot_mem + slot * seg_elems * es, segCount(b, id % max_seg) * es,
-                                  (id << 8) | slot);
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
+                                        slot_mem + slot * seg_elems * es,
+                                        segCount(b, id % max_seg) * es, (id << 8) | slot));
       }
       return absl::OkStatus();
     };
-    if (auto s = postReduceRecvs(); !s.ok()) return s;
+    GW_RETURN_IF_ERROR(postReduceRecvs());
     {
       const int b = sendBlock(0);
       for (std::size_t k = 0; k < segs(b); ++k) {
         const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-        if (auto s = w_->postSend(set, right, UcxWorld::collectiveTag(seq, me, uint32_t(k)),
-                                  r.input + off, segCount(b, k) * es);
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(w_->postSend(set, right, UcxWorld::collectiveTag(seq, me, uint32_t(k)),
+                                        r.input + off, segCount(b, k) * es));
       }
     }
     std::vector<uint64_t> done;
     while (expected > 0) {
       done.clear();
-      if (auto s = w_->waitSome(set, done, what); !s.ok()) return s;
+      GW_RETURN_IF_ERROR(w_->waitSome(set, done, what));
       for (uint64_t cookie : done) {
         --expected;
         const uint64_t id = cookie >> 8;
@@ -500,15 +446,12 @@ class UcxCommunicator final : public BackendCommunicator {
             kernels::divideByHost(result, cnt, r.type, n);
           }
           free_slots.push_back(slot);
-          if (auto s = postReduceRecvs(); !s.ok()) return s;
+          GW_RETURN_IF_ERROR(postReduceRecvs());
         }
         if (t + 1 < steps) {
           const uint64_t next = uint64_t(t + 1) * max_seg + k;
-          if (auto s = w_->postSend(set, right, UcxWorld::collectiveTag(seq, me, uint32_t(next)),
-                                    result, cnt * es);
-              !s.ok()) {
-            return s;
-          }
+          GW_RETURN_IF_ERROR(w_->postSend(
+              set, right, UcxWorld::collectiveTag(seq, me, uint32_t(next)), result, cnt * es));
         }
       }
     }
@@ -561,20 +504,14 @@ class UcxCommunicator final : public BackendCommunicator {
     if (rank() >= 2 * f.rem) return absl::OkStatus();
     OpSet set;
     if (f.newrank < 0) {
-      if (auto s =
-              w_->postSend(set, rank() + 1, UcxWorld::collectiveTag(seq, rank(), 0), send, bytes);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(
+          w_->postSend(set, rank() + 1, UcxWorld::collectiveTag(seq, rank(), 0), send, bytes));
       return w_->waitAll(set, "allReduce");
     }
     std::byte* tmp = scratch(tmp_, bytes);
-    if (auto s = w_->postRecv(set, rank() - 1, UcxWorld::collectiveTag(seq, rank() - 1, 0), tmp,
-                              bytes, 0);
-        !s.ok()) {
-      return s;
-    }
-    if (auto s = w_->waitAll(set, "allReduce"); !s.ok()) return s;
+    GW_RETURN_IF_ERROR(
+        w_->postRecv(set, rank() - 1, UcxWorld::collectiveTag(seq, rank() - 1, 0), tmp, bytes, 0));
+    GW_RETURN_IF_ERROR(w_->waitAll(set, "allReduce"));
     kernels::reduceHost(recv, tmp, send, count, type, kop);  // lower rank's data on the left
     cur = static_cast<const std::byte*>(recv);
     return absl::OkStatus();
@@ -586,17 +523,11 @@ class UcxCommunicator final : public BackendCommunicator {
     OpSet set;
     constexpr uint32_t kStep = 0xFFFFF;  // past every step the exchanges use
     if (f.newrank < 0) {
-      if (auto s = w_->postRecv(set, rank() + 1, UcxWorld::collectiveTag(seq, rank() + 1, kStep),
-                                recv, bytes, 0);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(w_->postRecv(
+          set, rank() + 1, UcxWorld::collectiveTag(seq, rank() + 1, kStep), recv, bytes, 0));
     } else {
-      if (auto s = w_->postSend(set, rank() - 1, UcxWorld::collectiveTag(seq, rank(), kStep), recv,
-                                bytes);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(
+          w_->postSend(set, rank() - 1, UcxWorld::collectiveTag(seq, rank(), kStep), recv, bytes));
     }
     return w_->waitAll(set, "allReduce");
   }
@@ -608,18 +539,12 @@ class UcxCommunicator final : public BackendCommunicator {
                         std::size_t recv_bytes) {
     OpSet set;
     if (recv_bytes > 0) {
-      if (auto s = w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, step), into,
-                                recv_bytes, 0);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(
+          w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, step), into, recv_bytes, 0));
     }
     if (send_bytes > 0) {
-      if (auto s = w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), step),
-                                from + send_off, send_bytes);
-          !s.ok()) {
-        return s;
-      }
+      GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), step),
+                                      from + send_off, send_bytes));
     }
     return w_->waitAll(set, "allReduce");
   }
@@ -632,13 +557,13 @@ class UcxCommunicator final : public BackendCommunicator {
     const uint32_t seq = seq_++;
     const Fold f = foldOf();
     const std::byte* cur = nullptr;
-    if (auto s = foldIn(f, seq, send, recv, count, type, kop, cur); !s.ok()) return s;
+    GW_RETURN_IF_ERROR(foldIn(f, seq, send, recv, count, type, kop, cur));
     if (f.newrank >= 0) {
       std::byte* tmp = scratch(tmp_, bytes);
       uint32_t step = 1;
       for (int mask = 1; mask < f.p; mask <<= 1, ++step) {
         const int peer = f.real(f.newrank ^ mask);
-        if (auto s = exchange(seq, step, peer, cur, 0, bytes, tmp, bytes); !s.ok()) return s;
+        GW_RETURN_IF_ERROR(exchange(seq, step, peer, cur, 0, bytes, tmp, bytes));
         if (rank() < peer) {
           kernels::reduceHost(recv, cur, tmp, count, type, kop);
         } else {
@@ -659,7 +584,7 @@ class UcxCommunicator final : public BackendCommunicator {
     const uint32_t seq = seq_++;
     const Fold f = foldOf();
     const std::byte* cur = nullptr;
-    if (auto s = foldIn(f, seq, send, recv, count, type, kop, cur); !s.ok()) return s;
+    GW_RETURN_IF_ERROR(foldIn(f, seq, send, recv, count, type, kop, cur));
     if (f.newrank >= 0) {
       const Blocks blocks{count, f.p};
       auto off = [&](int b) { return blocks.offset(b) * es; };  // b may be p: the end
@@ -680,11 +605,8 @@ class UcxCommunicator final : public BackendCommunicator {
         const int give_hi = upper ? mid : hi;
         const std::size_t keep_off = off(keep_lo);
         const std::size_t keep_bytes = endOf(keep_hi) - keep_off;
-        if (auto s = exchange(seq, step, peer, cur, off(give_lo), endOf(give_hi) - off(give_lo),
-                              tmp + keep_off, keep_bytes);
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(exchange(seq, step, peer, cur, off(give_lo),
+                                    endOf(give_hi) - off(give_lo), tmp + keep_off, keep_bytes));
         const std::size_t n_elems = keep_bytes / es;
         if (rank() < peer) {
           kernels::reduceHost(out + keep_off, cur + keep_off, tmp + keep_off, n_elems, type, kop);
@@ -705,11 +627,9 @@ class UcxCommunicator final : public BackendCommunicator {
         const int peer = f.real(f.newrank ^ mask);
         const int my_lo = f.newrank & ~(mask - 1);
         const int peer_lo = (f.newrank ^ mask) & ~(mask - 1);
-        if (auto s = exchange(seq, step, peer, out, off(my_lo), endOf(my_lo + mask) - off(my_lo),
-                              out + off(peer_lo), endOf(peer_lo + mask) - off(peer_lo));
-            !s.ok()) {
-          return s;
-        }
+        GW_RETURN_IF_ERROR(exchange(seq, step, peer, out, off(my_lo),
+                                    endOf(my_lo + mask) - off(my_lo), out + off(peer_lo),
+                                    endOf(peer_lo + mask) - off(peer_lo)));
       }
     }
     return foldOut(f, seq, recv, count * es);
