@@ -15,6 +15,8 @@ packages=(
   libtinyxml2-dev libibverbs-dev libnuma-dev
   # collectives: UCX transport, Open MPI backend and comparison
   libucx-dev ucx-utils libopenmpi-dev openmpi-bin
+  # libgangway_kv: XXH3 block hashes, the Python module
+  libxxhash-dev pybind11-dev python3-dev
   # benches/comm/compare's plot
   python3-matplotlib
   # real PyTorch for the demo and the tests (run with /usr/bin/python3)
