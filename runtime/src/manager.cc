@@ -95,6 +95,7 @@ std::vector<KvCacheManager::Hit> KvCacheManager::lookup(std::span<const int32_t>
   std::vector<Hit> hits;
   if (!options_.enable_prefix_caching || prompt.empty()) return hits;
   const int32_t max_blocks = static_cast<int32_t>((prompt.size() - 1) >> shift_);
+  hits.reserve(max_blocks);
   const int32_t bs = options_.block_size;
   uint64_t hash = kRootHash;
   uint64_t content = kRootContent;
@@ -335,7 +336,7 @@ bool KvCacheManager::canAppend(SeqId seq, int32_t num_tokens) const {
   const Sequence& s = it->second;
   int64_t needed = blocksFor(static_cast<int64_t>(s.num_tokens) + num_tokens) -
                    static_cast<int64_t>(s.blocks.size());
-  if (num_tokens > 0 && (s.num_tokens & (options_.block_size - 1)) != 0 &&
+  if (num_tokens > 0 && (s.num_tokens & (options_.block_size - 1)) != 0 && s.tail_shared &&
       device_.refCount(s.blocks.back()) > 1) {
     ++needed;
   }
@@ -353,7 +354,7 @@ absl::Status KvCacheManager::append(SeqId seq, std::span<const int32_t> tokens) 
                                                    " blocks; the pool has ", options_.num_blocks));
   }
   const bool partial = (s->num_tokens & (options_.block_size - 1)) != 0;
-  const bool cow = partial && device_.refCount(s->blocks.back()) > 1;
+  const bool cow = partial && s->tail_shared && device_.refCount(s->blocks.back()) > 1;
   const int64_t needed = want_blocks - static_cast<int64_t>(s->blocks.size()) + (cow ? 1 : 0);
   if (needed > device_.numFree()) {
     return absl::ResourceExhaustedError(absl::StrCat("kv: append: sequence ", seq, " needs ",
@@ -373,8 +374,12 @@ absl::Status KvCacheManager::append(SeqId seq, std::span<const int32_t> tokens) 
     s->blocks.back() = fresh;
     ++stats_.cow_copies;
   }
-  while (static_cast<int64_t>(s->blocks.size()) < want_blocks)
+  if (cow || static_cast<int64_t>(s->blocks.size()) < want_blocks) {
+    s->tail_shared = false;  // the last block is now this sequence's own
+  }
+  while (static_cast<int64_t>(s->blocks.size()) < want_blocks) {
     s->blocks.push_back(allocateDevice());
+  }
   s->num_tokens = static_cast<int32_t>(new_tokens);
   if (options_.enable_prefix_caching && !s->chain_broken) {
     s->pending.insert(s->pending.end(), tokens.begin(), tokens.end());
@@ -388,6 +393,7 @@ absl::Status KvCacheManager::fork(SeqId parent, SeqId child) {
     return absl::AlreadyExistsError(
         absl::StrCat("kv: fork: child sequence ", child, " is already allocated; pick a new id"));
   }
+  p->tail_shared = true;
   Sequence copy = *p;  // p may move when seqs_ grows
   for (BlockId b : copy.blocks) device_.ref(b);
   seqs_.emplace(child, std::move(copy));

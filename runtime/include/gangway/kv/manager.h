@@ -97,6 +97,8 @@ class KvCacheManager {
     std::vector<int32_t> pending;  // tokens from keyed_blocks * block_size on
     std::vector<ExtraKey> extras;  // absolute positions, sorted, only those not yet keyed
     bool swapped = false;
+    // fork() shared the last block; only then can an append need a copy-on-write check.
+    bool tail_shared = false;
   };
   struct Hit {
     NodeId node;
