@@ -280,7 +280,9 @@ TEST_P(ModelTest, RandomOperationsKeepEverySequencesContent) {
     EXPECT_GT(st.swapped_out_blocks, 0);
     EXPECT_GT(st.swapped_in_blocks, 0);
   }
-  if (GetParam().block_size > 1) EXPECT_GT(st.cow_copies, 0);
+  if (GetParam().block_size > 1) {
+    EXPECT_GT(st.cow_copies, 0);
+  }
   std::printf("%s: hit tokens %lld, %s\n", GetParam().name, static_cast<long long>(hits_),
               formatStats(st).c_str());
   for (const auto& [id, s] : model_) ASSERT_TRUE(m_->free(id).ok());
