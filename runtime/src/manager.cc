@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cmath>
 
+#include <absl/container/flat_hash_set.h>
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/status.h"
@@ -609,12 +610,26 @@ Stats KvCacheManager::stats() const {
 
 std::vector<CopyRun> splitCopyRuns(const std::vector<BlockCopy>& copies) {
   std::vector<CopyRun> runs;
+  // Blocks read and written in the current run, keyed by (memory, block): device 0, host 1.
+  absl::flat_hash_set<uint64_t> read;
+  absl::flat_hash_set<uint64_t> written;
+  const auto key = [](bool host, BlockId b) {
+    return (static_cast<uint64_t>(host) << 32) | static_cast<uint32_t>(b);
+  };
   for (size_t i = 0; i < copies.size(); ++i) {
-    if (runs.empty() || runs.back().kind != copies[i].kind) {
-      runs.push_back({copies[i].kind, i, i + 1});
-    } else {
-      runs.back().end = i + 1;
+    const BlockCopy& c = copies[i];
+    const uint64_t src = key(c.kind == CopyKind::kHostToDevice, c.src);
+    const uint64_t dst = key(c.kind == CopyKind::kDeviceToHost, c.dst);
+    const bool conflict =
+        !runs.empty() && (written.contains(src) || written.contains(dst) || read.contains(dst));
+    if (runs.empty() || runs.back().kind != c.kind || conflict) {
+      runs.push_back({c.kind, i, i});
+      read.clear();
+      written.clear();
     }
+    runs.back().end = i + 1;
+    read.insert(src);
+    written.insert(dst);
   }
   return runs;
 }

@@ -439,6 +439,20 @@ TEST(CopyRuns, SplitsByKind) {
   EXPECT_EQ(runs[1].kind, CopyKind::kHostToDevice);
   EXPECT_EQ(runs[2].begin, 3u);
   EXPECT_TRUE(splitCopyRuns({}).empty());
+  // Dependencies inside one kind cut the run: a copy from a block written earlier (copy-on-write
+  // of a fresh copy), a block written twice, a block written after it was read.
+  const std::vector<BlockCopy> d = {
+      {CopyKind::kDeviceToDevice, 1, 2}, {CopyKind::kDeviceToDevice, 3, 4},
+      {CopyKind::kDeviceToDevice, 2, 5}, {CopyKind::kDeviceToDevice, 6, 5},
+      {CopyKind::kDeviceToDevice, 7, 6}, {CopyKind::kDeviceToHost, 7, 6},
+      {CopyKind::kDeviceToHost, 6, 7}};
+  const auto cut = splitCopyRuns(d);
+  ASSERT_EQ(cut.size(), 5u);
+  EXPECT_EQ(cut[0].end, 2u);  // 1->2, 3->4
+  EXPECT_EQ(cut[1].end, 3u);  // 2->5 reads what 1->2 wrote
+  EXPECT_EQ(cut[2].end, 4u);  // 6->5 writes 5 again
+  EXPECT_EQ(cut[3].end, 5u);  // 7->6 writes 6, which 6->5 read
+  EXPECT_EQ(cut[4].end, 7u);  // device 6 and 7 are not host 6 and 7: one run
 }
 
 TEST(Stats, FormatNamesTheGauges) {

@@ -47,8 +47,8 @@ struct Options {
 };
 
 // Where a block copy goes. The server executes a manager's copies in the order given, before the
-// forward pass that reads or writes the blocks involved; consecutive copies of one kind may be
-// batched into one kernel launch (splitCopyRuns() gives those runs).
+// forward pass that reads or writes the blocks involved; splitCopyRuns() groups them into runs
+// that can each be one batched kernel launch.
 enum class CopyKind : int32_t {
   kDeviceToHost = 0,    // swap out, or offload of an evicted cached block: src device, dst host
   kHostToDevice = 1,    // swap in, or a prefix hit on the host tier: src host, dst device
@@ -61,7 +61,11 @@ struct BlockCopy {
   BlockId dst = kNoBlock;
 };
 
-// One maximal run of same-kind copies in a copy list: copies[begin, end).
+// A run of copies that one batched kernel call may execute, in any order: copies[begin, end) are
+// of one kind, and no block in them is written twice or both read and written. splitCopyRuns()
+// cuts the list into the fewest such runs, in order (a new run starts at a change of kind or at
+// the first copy that depends on an earlier one in the run). Running the runs one after another
+// is the same as running the copies one by one.
 struct CopyRun {
   CopyKind kind;
   size_t begin;
