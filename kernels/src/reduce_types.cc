@@ -4,6 +4,8 @@
 
 #include "gangway/kernels/reduce.h"
 
+#include "gangway/kernels/fp8.h"
+
 namespace gangway::kernels {
 
 std::size_t dataTypeSize(DataType t) {
@@ -89,77 +91,10 @@ absl::StatusOr<ReduceOp> parseReduceOp(absl::string_view name) {
       absl::StrCat("'", name, "' is not a reduction (sum prod min max avg)"));
 }
 
-float halfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000U) << 16;
-  uint32_t exp = (h >> 10) & 0x1fU;
-  uint32_t mant = h & 0x3ffU;
-  uint32_t bits = 0;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      exp = 1;
-      while ((mant & 0x400U) == 0) {
-        mant <<= 1;
-        --exp;
-      }
-      mant &= 0x3ffU;
-      bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-  } else if (exp == 0x1f) {
-    bits = sign | 0x7f800000U | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  float f = 0;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-uint16_t floatToHalf(float f) {
-  uint32_t x = 0;
-  std::memcpy(&x, &f, sizeof(x));
-  const uint32_t sign = (x >> 16) & 0x8000U;
-  const uint32_t abs = x & 0x7fffffffU;
-  if (abs >= 0x7f800000U) {  // Inf or NaN
-    return static_cast<uint16_t>(sign | 0x7c00U | (abs > 0x7f800000U ? 0x200U : 0U));
-  }
-  if (abs >= 0x477ff000U) return static_cast<uint16_t>(sign | 0x7c00U);  // rounds to Inf
-  if (abs < 0x38800000U) {                                               // subnormal half (or zero)
-    if (abs < 0x33000000U) return static_cast<uint16_t>(sign);  // below half the smallest: 0
-    // |f| = m * 2^(e - 150) with the implicit bit in m; a subnormal half is k * 2^-24, so
-    // k = m >> (126 - e), rounded to nearest even (k = 1024 carries into the smallest normal).
-    const uint32_t e = abs >> 23;
-    const uint32_t m = (abs & 0x7fffffU) | 0x800000U;
-    const uint32_t shift = 126 - e;
-    uint32_t out = m >> shift;
-    const uint32_t rem = m & ((1U << shift) - 1);
-    const uint32_t halfway = 1U << (shift - 1);
-    if (rem > halfway || (rem == halfway && (out & 1U) != 0)) ++out;
-    return static_cast<uint16_t>(sign | out);
-  }
-  // Normal: rebias exponent, round mantissa to 10 bits (nearest even).
-  const uint32_t rebased = abs - ((127U - 15U) << 23);
-  uint32_t out = rebased >> 13;
-  const uint32_t rem = rebased & 0x1fffU;
-  if (rem > 0x1000U || (rem == 0x1000U && (out & 1U) != 0)) ++out;
-  return static_cast<uint16_t>(sign | out);
-}
-
-float bfloat16ToFloat(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f = 0;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-uint16_t floatToBfloat16(float f) {
-  uint32_t x = 0;
-  std::memcpy(&x, &f, sizeof(x));
-  if ((x & 0x7fffffffU) > 0x7f800000U) return static_cast<uint16_t>((x >> 16) | 0x40U);  // NaN
-  const uint32_t lsb = (x >> 16) & 1U;
-  x += 0x7fffU + lsb;
-  return static_cast<uint16_t>(x >> 16);
-}
+// The conversions are written once, for host and device, in fp8.h.
+float halfToFloat(uint16_t h) { return hd::halfToFloat(h); }
+uint16_t floatToHalf(float f) { return hd::floatToHalf(f); }
+float bfloat16ToFloat(uint16_t b) { return hd::bfloat16ToFloat(b); }
+uint16_t floatToBfloat16(float f) { return hd::floatToBfloat16(f); }
 
 }  // namespace gangway::kernels
