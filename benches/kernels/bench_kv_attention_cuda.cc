@@ -14,34 +14,13 @@
 #include "gangway/kernels/kv_cache_cuda.h"
 #include "gangway/kernels/reduce_cuda.h"
 
+#include "bench_timing_cuda.h"
 #include <cuda_runtime_api.h>
 
 namespace k = gangway::kernels;
+using gangway::benches::medianMs;
 
 namespace {
-
-template <typename F>
-float medianMs(F f) {
-  cudaEvent_t start;
-  cudaEvent_t stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  f();  // warm-up
-  std::vector<float> t;
-  for (int i = 0; i < 20; ++i) {
-    cudaEventRecord(start);
-    f();
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    t.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 bool check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return true;

@@ -11,23 +11,10 @@
 
 #include "gangway/kernels/reduce.h"
 
+#include "bench_timing.h"
+
 namespace k = gangway::kernels;
-
-namespace {
-
-template <typename F>
-double medianSeconds(int reps, F f) {
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-}  // namespace
+using gangway::benches::medianSeconds;
 
 int main(int argc, char** argv) {
   int reps = 21;
