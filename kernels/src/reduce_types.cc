@@ -2,9 +2,8 @@
 
 #include <absl/strings/str_cat.h>
 
-#include "gangway/kernels/reduce.h"
-
 #include "gangway/kernels/fp8.h"
+#include "gangway/kernels/reduce.h"
 
 namespace gangway::kernels {
 
