@@ -11,8 +11,8 @@ packages=(
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
   # RPC and wire format for the control plane
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  # the scheduler's embedded state store: CRC-32 of its log records
-  zlib1g-dev
+  # the scheduler's state: CRC-32 of the embedded store's log records; a real etcd for the tests
+  zlib1g-dev etcd-server etcd-client
   # topology: NCCL's topology XML, RDMA NICs, NUMA memory policy for workers
   libtinyxml2-dev libibverbs-dev libnuma-dev
   # collectives: UCX transport, Open MPI backend and comparison

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include <sys/file.h>
@@ -348,8 +349,13 @@ void EmbeddedStateStore::apply(const StateTxn& txn, int64_t revision) {
 absl::StatusOr<StateTxnResult> EmbeddedStateStore::commitLocked(const StateTxn& txn) {
   GW_RETURN_IF_ERROR(broken_);
   if (txn.ops.empty()) return absl::InvalidArgumentError("state store: a transaction with no ops");
+  std::set<absl::string_view> keys;
   for (const StateTxn::Op& op : txn.ops) {
     if (op.key.empty()) return absl::InvalidArgumentError("state store: an empty key");
+    if (!keys.insert(op.key).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state store: a transaction writes key ", op.key, " twice"));
+    }
   }
   for (const StateTxn::Compare& c : txn.compares) {
     const auto it = data_.find(c.key);

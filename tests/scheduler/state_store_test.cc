@@ -11,6 +11,9 @@
 #include <random>
 #include <string>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <absl/strings/match.h>
@@ -47,9 +50,78 @@ struct Backend {
   std::function<absl::StatusOr<std::unique_ptr<StateStore>>(const std::string& dir)> open;
 };
 
+// A real etcd (Debian's etcd-server) for this test process, started on first use on loopback ports
+// and killed at exit. Unavailable when the binary is missing.
+class EtcdServer {
+ public:
+  static EtcdServer& get() {
+    static EtcdServer server;
+    return server;
+  }
+  bool available() const { return pid_ > 0; }
+  const std::string& endpoint() const { return endpoint_; }
+  ~EtcdServer() {
+    if (pid_ > 0) {
+      ::kill(-pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_.path());
+  }
+
+ private:
+  static int freePort() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+  }
+
+  EtcdServer() {
+    if (::access("/usr/bin/etcd", X_OK) != 0) return;
+    const std::string client = "http://127.0.0.1:" + std::to_string(freePort());
+    const std::string peer = "http://127.0.0.1:" + std::to_string(freePort());
+    endpoint_ = client.substr(7);
+    const std::string log = dir_.path() + "/etcd.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      const std::string data = dir_.path() + "/data";
+      ::execl("/usr/bin/etcd", "etcd", "--name", "t", "--data-dir", data.c_str(),
+              "--listen-client-urls", client.c_str(), "--advertise-client-urls", client.c_str(),
+              "--listen-peer-urls", peer.c_str(), "--initial-advertise-peer-urls", peer.c_str(),
+              "--initial-cluster", ("t=" + peer).c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+
+  TempDir dir_;
+  pid_t pid_ = -1;
+  std::string endpoint_;
+};
+
+absl::StatusOr<std::unique_ptr<StateStore>> openEtcd(const std::string& dir) {
+  EtcdServer& etcd = EtcdServer::get();
+  if (!etcd.available()) return absl::UnavailableError("no /usr/bin/etcd");
+  // Each test's directory names its own key prefix; the first call waits for etcd to start.
+  return openEtcdStateStore(
+      {etcd.endpoint(), "/gangway-test/" + std::filesystem::path(dir).filename().string() + "/",
+       20.0});
+}
+
 class StateStoreConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
+    if (std::string(GetParam().name) == "etcd" && !EtcdServer::get().available()) {
+      GTEST_SKIP() << "etcd-server is not installed (/usr/bin/etcd)";
+    }
     auto s = GetParam().open(dir_.path());
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(s).value();
@@ -59,19 +131,20 @@ class StateStoreConformance : public ::testing::TestWithParam<Backend> {
 };
 
 TEST_P(StateStoreConformance, PutGetRemoveWithRevisions) {
-  EXPECT_EQ(store_->revision(), 0);
+  // Revisions are relative: an etcd's revision counts every write it ever took.
+  const int64_t r0 = store_->revision();
   EXPECT_FALSE(store_->get("a")->has_value());
-  ASSERT_EQ(*store_->put("a", "1"), 1);
-  ASSERT_EQ(*store_->put("b", "2"), 2);
-  ASSERT_EQ(*store_->put("a", "3"), 3);
+  ASSERT_EQ(*store_->put("a", "1"), r0 + 1);
+  ASSERT_EQ(*store_->put("b", "2"), r0 + 2);
+  ASSERT_EQ(*store_->put("a", "3"), r0 + 3);
   const auto a = *store_->get("a");
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->value, "3");
-  EXPECT_EQ(a->mod_revision, 3);
-  EXPECT_EQ(*store_->remove("a"), 4);
+  EXPECT_EQ(a->mod_revision, r0 + 3);
+  EXPECT_EQ(*store_->remove("a"), r0 + 4);
   EXPECT_FALSE(store_->get("a")->has_value());
-  EXPECT_EQ(*store_->remove("a"), 4);  // absent: no new revision
-  EXPECT_EQ(store_->revision(), 4);
+  EXPECT_EQ(*store_->remove("a"), r0 + 4);  // absent: no new revision
+  EXPECT_EQ(store_->revision(), r0 + 4);
   ASSERT_TRUE(store_->put("bin", std::string("\0\xff\n", 3)).ok());
   EXPECT_EQ((*store_->get("bin"))->value, std::string("\0\xff\n", 3));
 }
@@ -89,20 +162,21 @@ TEST_P(StateStoreConformance, ListsByPrefixInKeyOrder) {
 }
 
 TEST_P(StateStoreConformance, TransactionsCompareThenApplyAtomically) {
+  const int64_t r0 = store_->revision();
   StateTxn create;
   create.compares.push_back({"job/1", 0});  // must not exist
   create.ops.push_back({StateTxn::Op::Kind::kPut, "job/1", "queued"});
   create.ops.push_back({StateTxn::Op::Kind::kPut, "queue/default/1", ""});
   auto r = store_->commit(create);
-  ASSERT_TRUE(r.ok() && r->succeeded);
-  EXPECT_EQ(r->revision, 1);
-  EXPECT_EQ((*store_->get("queue/default/1"))->mod_revision, 1);  // one revision for both
+  ASSERT_TRUE(r.ok() && r->succeeded) << r.status();
+  EXPECT_EQ(r->revision, r0 + 1);
+  EXPECT_EQ((*store_->get("queue/default/1"))->mod_revision, r0 + 1);  // one revision for both
   r = store_->commit(create);  // exists now: the compare fails, nothing is written
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->succeeded);
-  EXPECT_EQ(store_->revision(), 1);
+  EXPECT_EQ(store_->revision(), r0 + 1);
   StateTxn admit;
-  admit.compares.push_back({"job/1", 1});
+  admit.compares.push_back({"job/1", r0 + 1});
   admit.ops.push_back({StateTxn::Op::Kind::kPut, "job/1", "running"});
   admit.ops.push_back({StateTxn::Op::Kind::kDelete, "queue/default/1", ""});
   r = store_->commit(admit);
@@ -113,9 +187,15 @@ TEST_P(StateStoreConformance, TransactionsCompareThenApplyAtomically) {
 }
 
 TEST_P(StateStoreConformance, BadTransactionsAreRefused) {
+  const int64_t r0 = store_->revision();
   EXPECT_EQ(store_->commit(StateTxn{}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->put("", "x").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store_->revision(), 0);
+  StateTxn twice;
+  twice.ops.push_back({StateTxn::Op::Kind::kPut, "k", "1"});
+  twice.ops.push_back({StateTxn::Op::Kind::kDelete, "k", ""});
+  EXPECT_EQ(store_->commit(twice).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->revision(), r0);
+  EXPECT_FALSE(store_->get("k")->has_value());
 }
 
 TEST_P(StateStoreConformance, ReopenKeepsEveryAcknowledgedWrite) {
@@ -140,7 +220,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, StateStoreConformance,
                                            Backend{"embedded_snapshot_every_3",
                                                    [](const std::string& dir) {
                                                      return openEmbeddedStateStore({dir, 3});
-                                                   }}),
+                                                   }},
+                                           Backend{"etcd", openEtcd}),
                          [](const ::testing::TestParamInfo<Backend>& i) {
                            return std::string(i.param.name);
                          });
@@ -301,6 +382,22 @@ TEST(EmbeddedStateStore, KillNineKeepsEveryAcknowledgedWrite) {
     acked_total = rev;
   }
   EXPECT_GT(acked_total, 20);
+}
+
+}  // namespace
+}  // namespace gangway::scheduler
+
+namespace gangway::scheduler {
+namespace {
+
+TEST(EtcdStateStore, UnreachableEtcdIsAClearErrorWithinTheTimeout) {
+  auto s = openEtcdStateStore({"127.0.0.1:1", "/x/", 0.3});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.status().message(), HasSubstr("etcd at 127.0.0.1:1"));
+  EXPECT_EQ(openEtcdStateStore({"", "/x/", 1}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(openEtcdStateStore({"127.0.0.1:1", "/x/", 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

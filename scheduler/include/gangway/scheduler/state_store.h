@@ -80,4 +80,21 @@ struct EmbeddedStateStoreOptions {
 absl::StatusOr<std::unique_ptr<StateStore>> openEmbeddedStateStore(
     const EmbeddedStateStoreOptions& options);
 
+struct EtcdStateStoreOptions {
+  // Client endpoints, comma-separated host:port (the first that answers is used).
+  std::string endpoints;
+  // Every key gangway writes lives under this prefix, so one etcd can serve several clusters.
+  std::string prefix = "/gangway/";
+  // Each call waits this long for etcd (connecting included), then fails with Unavailable.
+  double timeout_seconds = 5.0;
+};
+
+// Connects to etcd v3 over gRPC (KV.Range, Put, DeleteRange, Txn) and reads its revision.
+// Revisions are etcd's own (shared with every other key in that etcd, so they grow by one per
+// write of this store only when nothing else writes). Unavailable naming the endpoints when etcd
+// does not answer within the timeout; a write that timed out may or may not have been applied, and
+// the caller must read back before retrying it.
+absl::StatusOr<std::unique_ptr<StateStore>> openEtcdStateStore(
+    const EtcdStateStoreOptions& options);
+
 }  // namespace gangway::scheduler
