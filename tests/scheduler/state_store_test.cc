@@ -20,6 +20,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "gangway/scheduler/leader_election.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -398,6 +400,88 @@ TEST(EtcdStateStore, UnreachableEtcdIsAClearErrorWithinTheTimeout) {
   EXPECT_EQ(openEtcdStateStore({"", "/x/", 1}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(openEtcdStateStore({"127.0.0.1:1", "/x/", 0}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace gangway::scheduler
+
+// --- leader election between replicas on a real etcd ---
+
+namespace gangway::scheduler {
+namespace {
+
+// Runs in a child process (this binary, re-executed with a filter): leads, says so on a pipe,
+// then holds leadership until it is killed.
+TEST(DISABLED_ElectionReplica, LeadUntilKilled) {
+  const char* endpoint = std::getenv("GW_TEST_ETCD");
+  const char* key = std::getenv("GW_TEST_ELECTION_KEY");
+  const char* fd = std::getenv("GW_TEST_READY_FD");
+  ASSERT_TRUE(endpoint != nullptr && key != nullptr && fd != nullptr);
+  auto e = createLeaderElection({endpoint, key, "replica-a", 5, 5.0});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE((*e)->campaign(absl::Now() + absl::Seconds(60)).ok());
+  ASSERT_EQ(::write(std::atoi(fd), "L", 1), 1);
+  char c = 0;
+  (void)::read(0, &c, 1);  // the parent never writes: held until kill -9
+}
+
+TEST(LeaderElection, OneLeaderAtATimeAndAStandbyTakesOverAfterKillNine) {
+  EtcdServer& etcd = EtcdServer::get();
+  if (!etcd.available()) GTEST_SKIP() << "etcd-server is not installed (/usr/bin/etcd)";
+  const std::string key = "/gangway-test/leader-" + std::to_string(::getpid());
+  int ready[2];
+  int hold[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(hold), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(hold[0], 0);
+    ::close(ready[0]);
+    ::setenv("GW_TEST_ETCD", etcd.endpoint().c_str(), 1);
+    ::setenv("GW_TEST_ELECTION_KEY", key.c_str(), 1);
+    ::setenv("GW_TEST_READY_FD", std::to_string(ready[1]).c_str(), 1);
+    ::execl("/proc/self/exe", "state_store_test",
+            "--gtest_filter=DISABLED_ElectionReplica.LeadUntilKilled",
+            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(ready[1]);
+  ::close(hold[0]);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the first replica never became leader";
+
+  auto b = createLeaderElection({etcd.endpoint(), key, "replica-b", 2, 5.0});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(*(*b)->leader(), "replica-a");
+  // While the leader lives (and keeps its lease), the standby cannot lead: no split brain.
+  const absl::Status blocked = (*b)->campaign(absl::Now() + absl::Seconds(3));
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(blocked.message(), HasSubstr("leader is replica-a"));
+  EXPECT_FALSE((*b)->isLeader());
+
+  ::kill(pid, SIGKILL);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  ::close(hold[1]);
+  ::close(ready[0]);
+  // The dead leader's lease expires; the standby's watch sees the key go and it takes over.
+  ASSERT_TRUE((*b)->campaign(absl::Now() + absl::Seconds(60)).ok());
+  EXPECT_TRUE((*b)->isLeader());
+  EXPECT_EQ(*(*b)->leader(), "replica-b");
+  ASSERT_TRUE((*b)->resign().ok());
+  EXPECT_FALSE((*b)->isLeader());
+  EXPECT_EQ(*(*b)->leader(), "");
+  EXPECT_EQ((*b)->campaign(absl::Now() + absl::Seconds(1)).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(LeaderElection, BadOptionsAndUnreachableEtcd) {
+  EXPECT_EQ(createLeaderElection({"", "/k", "a", 2, 1.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(createLeaderElection({"127.0.0.1:1", "/k", "", 2, 1.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const auto s = createLeaderElection({"127.0.0.1:1", "/k", "a", 2, 0.3});
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.status().message(), HasSubstr("etcd at 127.0.0.1:1"));
 }
 
 }  // namespace
