@@ -5,11 +5,13 @@
 #include <CLI/CLI.hpp>
 
 #include "gangway/common/log.h"
+#include "gangway/launcher/pool_agent.h"
 #include "gangway/launcher/run_options.h"
 #include "gangway/launcher/supervisor.h"
 #include "gangway/launcher/topo_cli.h"
 #include "gangway/launcher/worker_env.h"
 #include "gangway/scheduler/cli.h"
+#include "gangway/scheduler/cluster_cli.h"
 
 namespace {
 
@@ -52,15 +54,22 @@ int main(int argc, char** argv) {
       "binding gangway run gives each local rank; save or read snapshots (JSON, NCCL's XML); "
       "plan node ranks for a cluster (--plan).");
   gangway::launcher::addTopoFlags(*topo);
+  CLI::App* agent = app.add_subcommand(
+      "agent",
+      "Offer this node to a cluster scheduler (gangway scheduler --data-dir/--etcd) and run the "
+      "jobs it assigns here, each as a gangway run.");
+  gangway::launcher::addAgentFlags(*agent);
+  gangway::scheduler::addClusterCommands(app);
 
   const std::string command = argc > 1 ? argv[1] : "";
-  const bool known = command == "run" || command == "scheduler" || command == "topo";
+  const bool known = command == "run" || command == "scheduler" || command == "topo" ||
+                     command == "agent" || gangway::scheduler::isClusterCommand(command);
   const std::string who = known ? "gangway " + command : "gangway";
   if (!command.empty() && command[0] != '-' && !known) {
     std::fprintf(
         stderr,
-        "gangway: error: unknown command '%s' (commands: run, scheduler, topo; see gangway "
-        "--help)\n",
+        "gangway: error: unknown command '%s' (commands: run, scheduler, agent, submit, jobs, "
+        "nodes, resize, cancel, drain, topo; see gangway --help)\n",
         argv[1]);
     return 2;
   }
@@ -74,6 +83,8 @@ int main(int argc, char** argv) {
 
   if (*scheduler) return gangway::scheduler::runScheduler(*scheduler);
   if (*topo) return gangway::launcher::runTopo(*topo);
+  if (*agent) return gangway::launcher::runAgent(*agent);
+  if (const int code = gangway::scheduler::runClusterCommand(app); code >= 0) return code;
   if (*run) {
     const gangway::launcher::EnvMap env = gangway::launcher::currentEnvironment();
     auto options = gangway::launcher::resolveRunOptions(

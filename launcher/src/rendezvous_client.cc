@@ -99,7 +99,7 @@ absl::StatusOr<std::unique_ptr<RendezvousClient>> RendezvousClient::connect(
   if (!channel.ok()) return channel.status();
   client->channel_ = *channel;
   client->stub_ = v1::Rendezvous::NewStub(client->channel_);
-  if (absl::Status s = client->join(); !s.ok()) return s;
+  if (absl::Status s = client->join(absl::Now() + options.join_timeout); !s.ok()) return s;
   client->watch_thread_ = std::thread([c = client.get()] { c->watchLoop(); });
   client->heartbeat_thread_ = std::thread([c = client.get()] { c->heartbeatLoop(); });
   return client;
@@ -124,8 +124,20 @@ std::unique_ptr<grpc::ClientContext> RendezvousClient::context(absl::Duration ti
   return ctx;
 }
 
-absl::Status RendezvousClient::join() {
+void RendezvousClient::setCurrentRound(int64_t round, int node_rank) {
+  absl::MutexLock lock(&mu_);
+  current_round_ = round;
+  current_node_rank_ = node_rank;
+}
+
+absl::Status RendezvousClient::join(absl::Time deadline) {
   v1::JoinRequest req;
+  req.set_scheduled(options_.scheduled);
+  {
+    absl::MutexLock lock(&mu_);
+    req.set_current_round(current_round_);
+    req.set_current_node_rank(current_node_rank_);
+  }
   req.set_job_id(options_.job_id);
   req.set_agent_id(options_.agent_id);
   req.set_address(options_.address);
@@ -141,7 +153,6 @@ absl::Status RendezvousClient::join() {
   req.mutable_topology()->set_network_path(options_.network_path);
   req.mutable_topology()->set_nvlink_domain(options_.nvlink_domain);
   req.set_parallelism(options_.parallelism);
-  const absl::Time deadline = absl::Now() + options_.join_timeout;
   absl::Duration backoff = absl::Milliseconds(50);
   for (int attempt = 1;; ++attempt) {
     v1::JoinResponse resp;
@@ -157,9 +168,13 @@ absl::Status RendezvousClient::join() {
     }
     if (absl::Now() + backoff > deadline) {
       return absl::UnavailableError(absl::StrCat("cannot reach the rendezvous at ",
-                                                 options_.endpoint, " within join_timeout (",
-                                                 absl::FormatDuration(options_.join_timeout), ", ",
+                                                 options_.endpoint, " within ",
+                                                 absl::FormatDuration(deadline - absl::Now()), " (",
                                                  attempt, " attempts): ", s.error_message()));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return absl::CancelledError("the agent is stopping");
     }
     if (attempt == 1 || attempt % 10 == 0) {
       log().info("rendezvous at {} not reachable yet ({}); retrying", options_.endpoint,
@@ -195,31 +210,48 @@ void RendezvousClient::watchLoop() {
   v1::WatchRequest req;
   req.set_job_id(options_.job_id);
   req.set_agent_id(options_.agent_id);
-  grpc::ClientContext* ctx = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    watch_ctx_ = context(absl::InfiniteDuration());
-    ctx = watch_ctx_.get();
+  for (;;) {
+    grpc::ClientContext* ctx = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      watch_ctx_ = context(absl::InfiniteDuration());
+      ctx = watch_ctx_.get();
+    }
+    auto reader = stub_->Watch(ctx, req);
+    v1::RoundEvent event;
+    bool ended = false;
+    while (reader->Read(&event)) {
+      ended = event.has_job_end();
+      push({.event = event, .lost = ""});
+    }
+    const grpc::Status s = reader->Finish();
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    if (ended || stopping) return;
+    const std::string why =
+        absl::StrCat("the rendezvous stream from ", options_.endpoint,
+                     " ended: ", s.ok() ? "closed by the server" : s.error_message());
+    if (!options_.scheduled || !rejoin(why)) {
+      push({.event = std::nullopt, .lost = why});
+      return;
+    }
   }
-  auto reader = stub_->Watch(ctx, req);
-  v1::RoundEvent event;
-  bool ended = false;
-  while (reader->Read(&event)) {
-    ended = event.has_job_end();
-    push({.event = event, .lost = ""});
+}
+
+bool RendezvousClient::rejoin(const std::string& why) {
+  log().warn("{}; joining again for up to {}", why,
+             absl::FormatDuration(options_.reconnect_timeout));
+  const absl::Status s = join(absl::Now() + options_.reconnect_timeout);
+  if (!s.ok()) {
+    log().error("cannot join the job again: {}", std::string(s.message()));
+    return false;
   }
-  const grpc::Status s = reader->Finish();
-  bool stopping = false;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping = stopping_;
-  }
-  if (!ended && !stopping) {
-    push({.event = std::nullopt,
-          .lost = absl::StrCat("the rendezvous stream from ", options_.endpoint,
-                               " ended: ", s.ok() ? "closed by the server" : s.error_message())});
-  }
+  log().info("joined job {} again", options_.job_id);
+  return true;
 }
 
 void RendezvousClient::heartbeatLoop() {
@@ -235,6 +267,13 @@ void RendezvousClient::heartbeatLoop() {
     v1::HeartbeatResponse resp;
     auto ctx = context(heartbeat_interval_ * 2);
     const grpc::Status s = stub_->Heartbeat(ctx.get(), req, &resp);
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND && options_.scheduled) {
+      // The control plane restarted and has not seen this agent yet, or dropped it: the Watch
+      // loop joins again (or gives up) once its stream is gone.
+      absl::MutexLock lock(&mu_);
+      if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+      continue;
+    }
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
       push({.event = std::nullopt,
             .lost = absl::StrCat("the rendezvous dropped this agent: ", s.error_message())});

@@ -38,6 +38,11 @@ struct RendezvousClientOptions {
   std::string token;
   std::string tls_ca_file;
   absl::Duration join_timeout = absl::Seconds(600);
+  // A job of the cluster scheduler (JoinRequest.scheduled): when the control plane goes away
+  // (it restarts), join it again for up to reconnect_timeout, telling it the round the workers
+  // run, instead of giving up at once.
+  bool scheduled = false;
+  absl::Duration reconnect_timeout = absl::Seconds(60);
 };
 
 // What the event loop receives: a rendezvous event, or the loss of the rendezvous.
@@ -61,10 +66,15 @@ class RendezvousClient {
   absl::Status publishMasterPort(int64_t round, int port);
   absl::Status report(int64_t round, bool succeeded, const std::string& failure);
   absl::Status leave(const std::string& reason);
+  // The round the workers run now and this node's rank in it (for a join again after a restart
+  // of the control plane).
+  void setCurrentRound(int64_t round, int node_rank);
 
  private:
   explicit RendezvousClient(RendezvousClientOptions options) : options_(std::move(options)) {}
-  absl::Status join();
+  absl::Status join(absl::Time deadline);
+  // After the Watch stream broke: joins again until reconnect_timeout (scheduled jobs only).
+  bool rejoin(const std::string& why);
   void watchLoop();
   void heartbeatLoop();
   void push(ClientEvent e);
@@ -80,6 +90,8 @@ class RendezvousClient {
   std::deque<ClientEvent> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<grpc::ClientContext> watch_ctx_ ABSL_GUARDED_BY(mu_);
+  int64_t current_round_ ABSL_GUARDED_BY(mu_) = 0;
+  int current_node_rank_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread watch_thread_;
   std::thread heartbeat_thread_;
 };

@@ -221,6 +221,15 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
       } else {
         return invalid(raw, "rdzv-conf", "is_host=true or is_host=false");
       }
+    } else if (key == "scheduled") {
+      const std::string v = absl::AsciiStrToLower(value);
+      if (v != "1" && v != "true" && v != "0" && v != "false") {
+        return invalid(raw, "rdzv-conf", "scheduled=true or scheduled=false");
+      }
+      o.scheduled = v == "1" || v == "true";
+    } else if (key == "agent_id") {
+      if (value.empty()) return invalid(raw, "rdzv-conf", "agent_id= a non-empty id");
+      o.agent_id = value;
     } else if (key == "tls_ca") {
       o.tls_ca_file = value;
     } else if (key == "tls_cert") {
@@ -228,12 +237,14 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
     } else if (key == "tls_key") {
       o.tls_key_file = value;
     } else if (std::find(std::begin(kIgnored), std::end(kIgnored), key) == std::end(kIgnored)) {
-      return invalid(raw, "rdzv-conf",
-                     absl::StrCat("known keys (join_timeout, last_call_timeout, "
-                                  "heartbeat_timeout, is_host, token_file, tls_ca, tls_cert, "
-                                  "tls_key), "
-                                  "not '",
-                                  key, "'"));
+      return invalid(
+          raw, "rdzv-conf",
+          absl::StrCat(
+              "known keys (join_timeout, last_call_timeout, "
+              "heartbeat_timeout, is_host, token_file, agent_id, scheduled, tls_ca, tls_cert, "
+              "tls_key), "
+              "not '",
+              key, "'"));
     }
   }
   return absl::OkStatus();

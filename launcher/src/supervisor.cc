@@ -665,8 +665,10 @@ int SupervisorImpl::runLocal() {
 absl::Status SupervisorImpl::connectRendezvous() {
   RendezvousClientOptions c;
   c.job_id = options_.run_id;
-  c.agent_id = absl::StrCat(host_, "-", ::getpid(), "-", options_.run_id.substr(0, 8),
-                            std::random_device()());
+  c.agent_id = !options_.agent_id.empty()
+                   ? options_.agent_id
+                   : absl::StrCat(host_, "-", ::getpid(), "-", options_.run_id.substr(0, 8),
+                                  std::random_device()());
   c.local_world_size = options_.nproc_per_node;
   c.min_nodes = options_.nnodes_min;
   c.max_nodes = options_.nnodes_max;
@@ -679,6 +681,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
   c.token = options_.token;
   c.tls_ca_file = options_.tls_ca_file;
   c.join_timeout = absl::Seconds(options_.join_timeout_s);
+  c.scheduled = options_.scheduled;
 
   scheduler::ServerOptions server;
   server.rendezvous.join_timeout = absl::Seconds(options_.join_timeout_s);
@@ -850,6 +853,7 @@ int SupervisorImpl::runRendezvous() {
       a.set_master_port(port);
     }
     current_round_ = a.round();
+    client_->setCurrentRound(a.round(), a.node_rank());
     if (absl::Status st = startWorkers(roundFromAssignment(a)); !st.ok()) {
       std::fprintf(stderr, "gangway run: error: %s\n", std::string(st.message()).c_str());
       (void)client_->leave("its workers could not be started");

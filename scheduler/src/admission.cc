@@ -126,11 +126,19 @@ class Cycle {
     }
     for (const auto& [job, nodes] : s_.assignments) {
       std::vector<std::string> lost;
+      std::vector<std::string> kept;
       for (const std::string& n : nodes) {
-        if (!usable(s_, n)) lost.push_back(n);
+        (usable(s_, n) ? kept : lost).push_back(n);
       }
+      // A job resized below its size gives up its last nodes.
+      const auto max = static_cast<size_t>(spec(job).max_nodes);
+      const bool over = kept.size() > max;
+      if (over) lost.insert(lost.end(), kept.begin() + static_cast<ptrdiff_t>(max), kept.end());
       if (lost.empty()) continue;
-      const std::string why = absl::StrCat("lost or draining: ", absl::StrJoin(lost, ","));
+      const std::string why =
+          over && lost.size() == kept.size() - max
+              ? absl::StrCat("resized to ", max, " nodes")
+              : absl::StrCat("lost, draining or above the job's size: ", absl::StrJoin(lost, ","));
       if (nodes.size() - lost.size() >= static_cast<size_t>(spec(job).min_nodes)) {
         emit(Decision::Kind::kShrink, job, lost, why);
       } else {
@@ -239,6 +247,7 @@ class Cycle {
         can = eligible(job);
       }
       if (can.size() >= min) {
+        admitted_[job] = decisions_.size();
         emit(Decision::Kind::kAdmit, job, pickNodes(s_, can, min),
              head_blocked ? "backfilled on nodes the first waiting job cannot use" : "admitted");
         continue;
@@ -253,7 +262,8 @@ class Cycle {
   void grow() {
     std::vector<std::string> elastic;
     for (const auto& [job, nodes] : assign_) {
-      if (changed_.contains(job) || nodes.size() >= static_cast<size_t>(spec(job).max_nodes)) {
+      if ((changed_.contains(job) && !admitted_.contains(job)) ||
+          nodes.size() >= static_cast<size_t>(spec(job).max_nodes)) {
         continue;
       }
       const auto last = s_.last_resize.find(job);
@@ -276,7 +286,19 @@ class Cycle {
       if (want == 0) continue;
       std::set<std::string> leaves;
       for (const std::string& n : assign_.at(job)) leaves.insert(s_.nodes.at(n).leaf);
-      emit(Decision::Kind::kGrow, job, pickNodes(s_, can, want, leaves), "capacity available");
+      std::vector<std::string> more = pickNodes(s_, can, want, leaves);
+      if (admitted_.contains(job)) {
+        // Admitted in this cycle: start at the larger size at once (one round, not two).
+        Decision& admit = decisions_[admitted_.at(job)];
+        const size_t before = assign_.at(job).size();
+        emit(Decision::Kind::kGrow, job, std::move(more), "");
+        admit.nodes.insert(admit.nodes.end(),
+                           assign_.at(job).begin() + static_cast<ptrdiff_t>(before),
+                           assign_.at(job).end());
+        decisions_.pop_back();
+        continue;
+      }
+      emit(Decision::Kind::kGrow, job, std::move(more), "capacity available");
     }
   }
 
@@ -288,6 +310,7 @@ class Cycle {
   std::set<std::string> free_;
   std::set<std::string> reserved_;
   std::set<std::string> changed_;
+  std::map<std::string, size_t> admitted_;  // job admitted in this cycle -> its decision's index
   std::map<std::string, int64_t> queue_used_;
   std::vector<Decision> decisions_;
 };

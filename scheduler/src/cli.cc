@@ -1,16 +1,25 @@
 #include "gangway/scheduler/cli.h"
 
+#include <atomic>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
+#include <absl/strings/strip.h>
 
 #include "gangway/common/log.h"
+#include "gangway/scheduler/leader_election.h"
 #include "gangway/scheduler/server.h"
+#include "gangway/scheduler/state_store.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {
@@ -54,6 +63,38 @@ void addSchedulerFlags(CLI::App& app) {
   }
   app.add_option("--tls-cert")->description("PEM certificate: serve TLS (with --tls-key).");
   app.add_option("--tls-key")->description("PEM private key for --tls-cert.");
+  // The cluster scheduler.
+  app.add_option("--data-dir")
+      ->description(
+          "Run the cluster scheduler (pool agents, gangway submit) with its state in this "
+          "directory: a write-ahead log fsynced before every acknowledgement, and snapshots.")
+      ->type_name("DIR");
+  app.add_option("--etcd")
+      ->description(
+          "Run the cluster scheduler with its state in etcd v3 (HOST:PORT[,...]); replicas "
+          "on the same etcd elect one leader, the others wait to take over.")
+      ->type_name("ENDPOINTS");
+  app.add_option("--etcd-prefix")
+      ->description("Key prefix in etcd. [default: /gangway/]")
+      ->type_name("PREFIX");
+  app.add_option("--admin-token-file")
+      ->description(
+          "File holding the operator token that submit, drain and pool agents need (resize and "
+          "cancel take it or the job's own token). [default: none, no checks]")
+      ->type_name("PATH");
+  app.add_option("--queue")
+      ->description(
+          "A queue and its GPU quota (0: unlimited); repeat for more. 'default' always "
+          "exists.")
+      ->type_name("NAME=GPUS")
+      ->take_all()
+      ->expected(0, -1);
+  app.add_option("--min-resize-interval")
+      ->description("Seconds between two elastic growths of one job (anti-thrash). [default: 30]")
+      ->type_name("SECONDS");
+  app.add_option("--metrics-listen")
+      ->description("Serve Prometheus metrics over HTTP at HOST:PORT/metrics.")
+      ->type_name("ADDR");
 }
 
 int runScheduler(const CLI::App& app) {
@@ -85,6 +126,59 @@ int runScheduler(const CLI::App& app) {
     options.tls_key_file = app.get_option("--tls-key")->as<std::string>();
   }
 
+  auto opt = [&](const char* name) {
+    const CLI::Option* o = app.get_option(name);
+    return o->count() > 0 ? o->as<std::string>() : std::string();
+  };
+  auto usage = [](const std::string& message) {
+    std::fprintf(stderr, "gangway scheduler: error: %s\n", message.c_str());
+    return 2;
+  };
+  const std::string data_dir = opt("--data-dir");
+  const std::string etcd = opt("--etcd");
+  if (!data_dir.empty() && !etcd.empty()) return usage("--data-dir and --etcd exclude each other");
+  const bool cluster = !data_dir.empty() || !etcd.empty();
+  for (const char* name :
+       {"--etcd-prefix", "--admin-token-file", "--min-resize-interval", "--metrics-listen"}) {
+    if (!cluster && app.get_option(name)->count() > 0) {
+      return usage(absl::StrCat(name, " needs --data-dir or --etcd (the cluster scheduler)"));
+    }
+  }
+  if (!cluster && app.get_option("--queue")->count() > 0) {
+    return usage("--queue needs --data-dir or --etcd (the cluster scheduler)");
+  }
+  if (const std::string f = opt("--admin-token-file"); !f.empty()) {
+    std::ifstream in(f);
+    std::stringstream content;
+    content << in.rdbuf();
+    options.cluster.admin_token = std::string(absl::StripAsciiWhitespace(content.str()));
+    if (!in || options.cluster.admin_token.empty()) {
+      return usage(absl::StrCat("--admin-token-file '", f, "': cannot be read, or is empty"));
+    }
+  }
+  const CLI::Option* queues = app.get_option("--queue");
+  for (const std::string& q :
+       queues->count() > 0 ? queues->as<std::vector<std::string>>() : std::vector<std::string>{}) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(q, absl::MaxSplits('=', 1));
+    int64_t quota = 0;
+    if (kv.first.empty() || (!kv.second.empty() && !absl::SimpleAtoi(kv.second, &quota)) ||
+        quota < 0) {
+      return usage(absl::StrCat("--queue '", q, "': expected NAME=GPUS (GPUS >= 0)"));
+    }
+    options.cluster.queues[kv.first] = quota;
+  }
+  if (const std::string t = opt("--min-resize-interval"); !t.empty()) {
+    double v = 0;
+    if (!absl::SimpleAtod(t, &v) || v < 0 || v > 1e7) {
+      return usage(
+          absl::StrCat("--min-resize-interval '", t, "': expected a number of seconds >= 0"));
+    }
+    options.cluster.policy.min_resize_interval = absl::Seconds(v);
+  }
+  options.cluster.node_heartbeat_interval = options.rendezvous.heartbeat_interval;
+  options.cluster.node_heartbeat_timeout = options.rendezvous.heartbeat_timeout;
+  options.metrics_listen = opt("--metrics-listen");
+
   // Stop signals are taken by this thread with sigwait; block them before gRPC starts threads.
   sigset_t mask;
   sigemptyset(&mask);
@@ -92,18 +186,77 @@ int runScheduler(const CLI::App& app) {
   sigaddset(&mask, SIGINT);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
 
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<LeaderElection> election;
+  if (!data_dir.empty()) {
+    auto opened = openEmbeddedStateStore({.data_dir = data_dir});
+    if (!opened.ok()) return usage(std::string(opened.status().message()));
+    store = *std::move(opened);
+  } else if (!etcd.empty()) {
+    const std::string prefix = opt("--etcd-prefix").empty() ? "/gangway/" : opt("--etcd-prefix");
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    auto created = createLeaderElection({.endpoints = etcd,
+                                         .key = absl::StrCat(prefix, "leader"),
+                                         .candidate = absl::StrCat(host, "-", ::getpid()),
+                                         .ttl_seconds = 5,
+                                         .rpc_timeout_seconds = 5});
+    if (!created.ok()) {
+      std::fprintf(stderr, "gangway scheduler: error: %s\n",
+                   std::string(created.status().message()).c_str());
+      return 1;
+    }
+    election = *std::move(created);
+    std::printf("gangway scheduler waiting to lead (etcd %s)\n", etcd.c_str());
+    std::fflush(stdout);
+    if (absl::Status s = election->campaign(absl::InfiniteFuture()); !s.ok()) {
+      std::fprintf(stderr, "gangway scheduler: error: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    auto opened = openEtcdStateStore({.endpoints = etcd, .prefix = prefix});
+    if (!opened.ok()) {
+      std::fprintf(stderr, "gangway scheduler: error: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    store = *std::move(opened);
+  }
+  options.cluster_store = store.get();
+
   auto server = ControlPlaneServer::start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "gangway scheduler: error: %s\n",
                  std::string(server.status().message()).c_str());
     return 2;
   }
-  std::printf("gangway scheduler listening on %s\n", (*server)->address().c_str());
+  std::printf("gangway scheduler listening on %s%s\n", (*server)->address().c_str(),
+              (*server)->metricsPort() > 0
+                  ? absl::StrCat(" (metrics on port ", (*server)->metricsPort(), ")").c_str()
+                  : "");
   std::fflush(stdout);
+  // A leader that loses its lease stops at once: the standby that takes over must be the only
+  // one acting (no split brain). The process exits non-zero for its supervisor to restart it.
+  std::thread watchdog;
+  std::atomic<bool> done{false};
+  if (election != nullptr) {
+    watchdog = std::thread([&] {
+      while (!done.load()) {
+        if (!election->isLeader()) {
+          logger("scheduler").error("lost the leadership (etcd lease): stopping");
+          std::_Exit(1);
+        }
+        absl::SleepFor(absl::Milliseconds(100));  // polls a flag; not synchronisation
+      }
+    });
+  }
   int sig = 0;
   sigwait(&mask, &sig);
   logger("scheduler").info("received SIG{}: shutting down", sigabbrev_np(sig));
+  done = true;
+  if (watchdog.joinable()) watchdog.join();
   (*server)->shutdown();
+  server->reset();
+  if (election != nullptr) (void)election->resign();
   return 0;
 }
 

@@ -91,6 +91,10 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
   }
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(req.job_id());
+  if (job == nullptr && req.scheduled()) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", req.job_id(), "' is not (or no longer) run by the scheduler"));
+  }
   if (job == nullptr) {
     auto created = std::make_unique<Job>();
     created->id = req.job_id();
@@ -112,17 +116,19 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
     return absl::FailedPreconditionError(
         absl::StrCat("job '", job->id, "' has already ended: ", job->end.reason()));
   }
-  if (req.min_nodes() != job->min_nodes || req.max_nodes() != job->max_nodes) {
+  if (job->managed) {
+    // The scheduler sets this job's size and restarts; the agent's flags are not the job's.
+  } else if (req.min_nodes() != job->min_nodes || req.max_nodes() != job->max_nodes) {
     return absl::FailedPreconditionError(
         absl::StrCat("--nnodes ", nnodes(req.min_nodes(), req.max_nodes()), " disagrees with job '",
                      job->id, "', which has --nnodes ", nnodes(job->min_nodes, job->max_nodes)));
   }
-  if (req.max_restarts() != job->max_restarts) {
+  if (!job->managed && req.max_restarts() != job->max_restarts) {
     return absl::FailedPreconditionError(
         absl::StrCat("--max-restarts ", req.max_restarts(), " disagrees with job '", job->id,
                      "', which has --max-restarts ", job->max_restarts));
   }
-  if (req.parallelism() != job->parallelism) {
+  if (!job->managed && req.parallelism() != job->parallelism) {
     return absl::FailedPreconditionError(absl::StrCat("--parallelism '", req.parallelism(),
                                                       "' disagrees with job '", job->id,
                                                       "', which has '", job->parallelism, "'"));
@@ -264,7 +270,12 @@ void Rendezvous::removeAgentLocked(Job& job, const std::string& agent_id, const 
 std::vector<std::string> Rendezvous::chooseMembersLocked(const Job& job) const {
   std::vector<const Agent*> ordered;
   ordered.reserve(job.agents.size());
-  for (const auto& [id, a] : job.agents) ordered.push_back(&a);
+  for (const auto& [id, a] : job.agents) {
+    if (job.managed && std::find(job.allowed.begin(), job.allowed.end(), id) == job.allowed.end()) {
+      continue;  // the scheduler has not given this agent's node to the job (or took it back)
+    }
+    ordered.push_back(&a);
+  }
   // Previous members first, in their node-rank order; then everyone else in join order.
   absl::flat_hash_map<std::string, int> previous_rank;
   for (size_t i = 0; i < job.members.size(); ++i)
@@ -326,7 +337,11 @@ std::vector<std::string> Rendezvous::orderByTopology(const Job& job,
 
 void Rendezvous::evaluateLocked(Job& job, absl::Time now) {
   if (job.ended) return;
-  const int present = static_cast<int>(job.agents.size());
+  int present = static_cast<int>(job.agents.size());
+  if (job.managed) {
+    present = 0;
+    for (const std::string& id : job.allowed) present += job.agents.contains(id) ? 1 : 0;
+  }
   if (present < job.min_nodes) {
     job.last_call_deadline = absl::InfiniteFuture();
     if (job.join_deadline == absl::InfiniteFuture())
@@ -342,6 +357,7 @@ void Rendezvous::evaluateLocked(Job& job, absl::Time now) {
     return;
   }
   job.join_deadline = absl::InfiniteFuture();
+  if (job.restoring && adoptRoundLocked(job)) return;
   std::vector<std::string> chosen = chooseMembersLocked(job);
   if (job.restart_pending) {
     formRoundLocked(job, std::move(chosen));
@@ -363,6 +379,17 @@ void Rendezvous::evaluateLocked(Job& job, absl::Time now) {
 
 void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
   job.round += 1;
+  // Members of the previous round that are not in this one (a managed job shrank) stop.
+  for (const std::string& id : job.members) {
+    auto it = job.agents.find(id);
+    if (it == job.agents.end() || std::find(members.begin(), members.end(), id) != members.end()) {
+      continue;
+    }
+    v1::RoundEvent stop;
+    stop.mutable_stop()->set_round(job.round);
+    stop.mutable_stop()->set_reason("the scheduler took this node from the job");
+    sendLocked(it->second, std::move(stop));
+  }
   job.members = std::move(members);
   job.succeeded.clear();
   job.round_active = true;
@@ -457,6 +484,90 @@ void Rendezvous::endJobLocked(Job& job, bool succeeded, const std::string& reaso
   v1::RoundEvent event;
   *event.mutable_job_end() = job.end;
   for (auto& [id, agent] : job.agents) sendLocked(agent, event);
+}
+
+bool Rendezvous::adoptRoundLocked(Job& job) {
+  job.restoring = false;
+  std::vector<std::string> by_rank(job.allowed.size());
+  int64_t round = -1;
+  bool agree = true;
+  for (const std::string& id : job.allowed) {
+    const v1::JoinRequest& info = job.agents.at(id).info;
+    job.round = std::max(job.round, info.current_round());
+    const int rank = info.current_node_rank();
+    if (round == -1) round = info.current_round();
+    if (info.current_round() != round || round <= 0 || rank < 0 ||
+        rank >= static_cast<int>(by_rank.size()) || !by_rank[rank].empty()) {
+      agree = false;
+      continue;
+    }
+    by_rank[rank] = id;
+  }
+  if (!agree) {
+    log().info("job {}: restored, its agents run different rounds: a new round", job.id);
+    return false;
+  }
+  job.members = std::move(by_rank);
+  job.round_active = true;
+  job.last_call_deadline = absl::InfiniteFuture();
+  log().info("job {}: restored, its {} nodes go on with round {}", job.id, job.members.size(),
+             job.round);
+  return true;
+}
+
+absl::Status Rendezvous::manage(const std::string& job_id, const std::string& token,
+                                const std::vector<std::string>& members, int max_restarts,
+                                absl::Time now, bool restore) {
+  if (job_id.empty() || members.empty()) {
+    return absl::InvalidArgumentError("manage: a job id and at least one member are required");
+  }
+  absl::MutexLock lock(&mu_);
+  Job* job = findLocked(job_id);
+  if (job == nullptr) {
+    auto created = std::make_unique<Job>();
+    created->id = job_id;
+    created->token = token;
+    created->managed = true;
+    created->max_restarts = max_restarts;
+    created->restoring = restore;
+    job = created.get();
+    jobs_[job_id] = std::move(created);
+  }
+  if (!job->managed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", job_id, "' was started by its agents, not by the scheduler"));
+  }
+  if (job->ended) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", job_id, "' has already ended: ", job->end.reason()));
+  }
+  job->allowed = members;
+  job->min_nodes = job->max_nodes = static_cast<int>(members.size());
+  // Members the scheduler took away leave the round at once: the others need a new one.
+  if (job->round_active) {
+    for (const std::string& id : job->members) {
+      if (std::find(members.begin(), members.end(), id) == members.end()) {
+        job->round_active = false;
+        break;
+      }
+    }
+  }
+  evaluateLocked(*job, now);
+  return absl::OkStatus();
+}
+
+void Rendezvous::forget(const std::string& job_id, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  Job& job = *it->second;
+  if (!job.ended) {
+    v1::RoundEvent event;
+    event.mutable_job_end()->set_succeeded(false);
+    event.mutable_job_end()->set_reason(reason);
+    for (auto& [id, agent] : job.agents) sendLocked(agent, event);
+  }
+  jobs_.erase(it);
 }
 
 absl::Time Rendezvous::tick(absl::Time now) {

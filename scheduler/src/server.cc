@@ -14,6 +14,8 @@
 #include "gangway/v1/rendezvous.grpc.pb.h"
 #include "gangway/v1/store.grpc.pb.h"
 
+#include "cluster_service.h"
+#include "metrics_http.h"
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -47,6 +49,12 @@ class Timer {
     absl::MutexLock lock(&mu_);
     kicked_ = true;
   }
+  // The cluster scheduler's cycles run on this thread too, after the rendezvous' deadlines.
+  void setCluster(ClusterManager* cluster) {
+    absl::MutexLock lock(&mu_);
+    cluster_ = cluster;
+    kicked_ = true;
+  }
 
  private:
   void loop() {
@@ -54,6 +62,12 @@ class Timer {
       const absl::Time now = absl::Now();
       absl::Time next = rdzv_.tick(now);
       for (const auto& store : rdzv_.stores()) next = std::min(next, store->expire(now));
+      ClusterManager* cluster = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        cluster = cluster_;
+      }
+      if (cluster != nullptr) next = std::min(next, cluster->tick(now));
       absl::MutexLock lock(&mu_);
       auto woken = [this] { return stop_ || kicked_; };
       mu_.AwaitWithDeadline(absl::Condition(&woken), next);
@@ -64,6 +78,7 @@ class Timer {
 
   Rendezvous& rdzv_;
   absl::Mutex mu_;
+  ClusterManager* cluster_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
@@ -413,6 +428,23 @@ class ServerImpl final : public ControlPlaneServer {
     builder.AddListeningPort(options.listen, creds, &bound_port);
     builder.RegisterService(&rdzv_service_);
     builder.RegisterService(&store_service_);
+    if (options.cluster_store != nullptr) {
+      auto cluster =
+          ClusterManager::create(options.cluster, *options.cluster_store, rdzv_, absl::Now());
+      if (!cluster.ok()) return cluster.status();
+      cluster_ = *std::move(cluster);
+      cluster_service_ = makeClusterService(*cluster_, [this] { timer_.kick(); });
+      builder.RegisterService(cluster_service_.get());
+    }
+    if (!options.metrics_listen.empty()) {
+      if (cluster_ == nullptr) {
+        return absl::InvalidArgumentError("a metrics endpoint needs the cluster scheduler");
+      }
+      auto metrics =
+          MetricsHttpServer::start(options.metrics_listen, [this] { return cluster_->metrics(); });
+      if (!metrics.ok()) return metrics.status();
+      metrics_ = *std::move(metrics);
+    }
     // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
     // then share the port and split the connections. One control plane per address.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -424,6 +456,7 @@ class ServerImpl final : public ControlPlaneServer {
           absl::StrCat("cannot listen on '", options.listen, "' (address in use or not local?)"));
     }
     port_ = bound_port;
+    if (cluster_ != nullptr) timer_.setCluster(cluster_.get());
     address_ = absl::StrCat(options.listen.substr(0, colon), ":", bound_port);
     log().debug("control plane listening on {}{}", address_,
                 options.tls_cert_file.empty() ? "" : " (TLS)");
@@ -433,6 +466,8 @@ class ServerImpl final : public ControlPlaneServer {
   const std::string& address() const override { return address_; }
   int port() const override { return port_; }
   Rendezvous& rendezvous() override { return rdzv_; }
+  ClusterManager* cluster() override { return cluster_.get(); }
+  int metricsPort() const override { return metrics_ == nullptr ? 0 : metrics_->port(); }
   void wait() override {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&stopping_));
@@ -448,9 +483,12 @@ class ServerImpl final : public ControlPlaneServer {
 
  private:
   Rendezvous rdzv_;
+  std::unique_ptr<ClusterManager> cluster_;  // destroyed after the timer and the server
   Timer timer_;
   RendezvousService rdzv_service_;
   StoreService store_service_;
+  std::unique_ptr<grpc::Service> cluster_service_;
+  std::unique_ptr<MetricsHttpServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -71,6 +71,8 @@ struct RunOptions {
   std::optional<bool> is_host;     // --rdzv-conf is_host=: force (or forbid) host mode
   std::string token_file;          // --rdzv-conf token_file=: the job's secret
   std::string token;               // its content (never logged)
+  std::string agent_id;            // --rdzv-conf agent_id=: this agent's id (default: generated)
+  bool scheduled = false;          // --rdzv-conf scheduled=true: a job of `gangway scheduler`
   std::string tls_ca_file;         // --rdzv-conf tls_ca=: TLS to the control plane
   std::string tls_cert_file;       // --rdzv-conf tls_cert= / tls_key=: TLS in host mode
   std::string tls_key_file;

@@ -3,6 +3,7 @@
 //
 //   1. Lost capacity first: a running job on an unhealthy or draining node shrinks off it; a job
 //      left below its minimum is taken down whole and queued again (no gang ever runs below min).
+//      A job above its max_nodes (an operator's resize) shrinks off its last nodes.
 //   2. Gang admission, all or nothing: pending jobs by priority (high first), then submission
 //   order;
 //      a job starts only when min_nodes nodes (each with gpus_per_node GPUs, within its queue's GPU
@@ -15,6 +16,7 @@
 //      later jobs are backfilled only onto nodes the head cannot use, so they never delay it.
 //   5. Elastic growth: running elastic jobs below max_nodes take the remaining free nodes, all in
 //      one decision per job (one new rendezvous round), at most once per min_resize_interval.
+//      A job admitted in the same cycle starts with them (its admission takes them: one round).
 #pragma once
 
 #include <cstdint>

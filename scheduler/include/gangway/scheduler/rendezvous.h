@@ -80,6 +80,22 @@ class Rendezvous {
   // From node rank 0's agent: the round's MASTER_PORT; completes every member's assignment.
   absl::Status publishMasterPort(const v1::MasterPortRequest& req, absl::Time now);
 
+  // Jobs run by the cluster scheduler ("managed"): the scheduler, not the agents' --nnodes, sets
+  // the membership. `members` are the agent ids (the pool agents' node ids) of the job's next
+  // round; it forms as soon as all of them have joined, with no last call, and any other agent of
+  // the job waits. Creates the job (with `token`) on the first call; a later call with another
+  // set is a resize: one new round. Joins to a managed job are not checked against its --nnodes.
+  // `restore` (the scheduler restarted; the job was running): the members' agents are expected to
+  // join again, and if all of them report the same round with distinct node ranks
+  // (JoinRequest.current_round), that round is adopted and their workers go on; otherwise a new
+  // round forms.
+  absl::Status manage(const std::string& job_id, const std::string& token,
+                      const std::vector<std::string>& members, int max_restarts, absl::Time now,
+                      bool restore = false);
+  // Ends a managed job for the scheduler (cancelled, or evicted to be queued again): every agent
+  // gets JobEnd{succeeded=false, reason} and the job is dropped, so that it can be managed afresh.
+  void forget(const std::string& job_id, const std::string& reason);
+
   // Applies every deadline at or before `now`; returns the next deadline.
   absl::Time tick(absl::Time now);
 
@@ -117,7 +133,10 @@ class Rendezvous {
     int min_nodes = 1;
     int max_nodes = 1;
     int max_restarts = 0;
-    std::string parallelism;  // --parallelism of the first Join
+    std::string parallelism;           // --parallelism of the first Join
+    bool managed = false;              // membership set by the cluster scheduler (manage())
+    std::vector<std::string> allowed;  // managed: the next round's members
+    bool restoring = false;            // managed, restored: waiting for the members to rejoin
     std::map<std::string, Agent> agents;
     int64_t join_counter = 0;
     int64_t round = 0;
@@ -149,6 +168,8 @@ class Rendezvous {
   std::vector<std::string> orderByTopology(const Job& job, std::vector<std::string> chosen) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void evaluateLocked(Job& job, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A restored job whose members are all back: adopts their round if they agree on it.
+  bool adoptRoundLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void formRoundLocked(Job& job, std::vector<std::string> members)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void endJobLocked(Job& job, bool succeeded, const std::string& reason, absl::Time now)

@@ -8,7 +8,9 @@
 
 #include <absl/status/statusor.h>
 
+#include "gangway/scheduler/cluster.h"
 #include "gangway/scheduler/rendezvous.h"
+#include "gangway/scheduler/state_store.h"
 
 namespace gangway::scheduler {
 
@@ -18,6 +20,11 @@ struct ServerOptions {
   // TLS when both are set (PEM files); plaintext otherwise.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The cluster scheduler (`gangway scheduler`): when set, the server also serves the Cluster
+  // service, keeping its state in this store (not owned: it must outlive the server).
+  StateStore* cluster_store = nullptr;
+  ClusterOptions cluster;
+  std::string metrics_listen;  // HOST:PORT for Prometheus over HTTP (/metrics); empty: none
 };
 
 class ControlPlaneServer {
@@ -31,6 +38,9 @@ class ControlPlaneServer {
   virtual const std::string& address() const = 0;
   virtual int port() const = 0;
   virtual Rendezvous& rendezvous() = 0;
+  // The cluster scheduler, when ServerOptions.cluster_store was set; nullptr otherwise.
+  virtual ClusterManager* cluster() = 0;
+  virtual int metricsPort() const = 0;  // 0 without a metrics endpoint
   // Blocks until shutdown() is called from another thread (or a signal handler's thread).
   virtual void wait() = 0;
   virtual void shutdown() = 0;
