@@ -289,13 +289,11 @@ class Cycle {
       std::vector<std::string> more = pickNodes(s_, can, want, leaves);
       if (admitted_.contains(job)) {
         // Admitted in this cycle: start at the larger size at once (one round, not two).
-        Decision& admit = decisions_[admitted_.at(job)];
-        const size_t before = assign_.at(job).size();
         emit(Decision::Kind::kGrow, job, std::move(more), "");
-        admit.nodes.insert(admit.nodes.end(),
-                           assign_.at(job).begin() + static_cast<ptrdiff_t>(before),
-                           assign_.at(job).end());
+        std::vector<std::string> added = std::move(decisions_.back().nodes);
         decisions_.pop_back();
+        Decision& admit = decisions_[admitted_.at(job)];
+        admit.nodes.insert(admit.nodes.end(), added.begin(), added.end());
         continue;
       }
       emit(Decision::Kind::kGrow, job, std::move(more), "capacity available");

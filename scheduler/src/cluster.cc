@@ -645,13 +645,14 @@ absl::Time ClusterManager::tick(absl::Time now) {
           absl::FromUnixMillis(job.record.last_resize_ms()) + options_.policy.min_resize_interval;
       if (at > now) {
         next = std::min(next, at);
-      } else if (at > now - absl::Milliseconds(250)) {
-        dirty_ = true;
+      } else if (at > last_cycle_) {
+        dirty_ = true;  // its wait ended since the last cycle
       }
     }
   }
   if (dirty_) {
     dirty_ = false;
+    last_cycle_ = now;
     cycleLocked(now);
   }
   return next;

@@ -139,6 +139,7 @@ class ClusterManager {
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // run a cycle at the next tick
+  absl::Time last_cycle_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time started_;
   // Metrics.
   int64_t admitted_total_ ABSL_GUARDED_BY(mu_) = 0;
