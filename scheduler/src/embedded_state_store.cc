@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -270,6 +271,22 @@ absl::Status EmbeddedStateStore::loadSnapshot() {
   return absl::OkStatus();
 }
 
+// Where the first whole, checksummed record at or after `from` starts, if any. A torn last write
+// has nothing after it; a record whose length field was damaged in the middle of the log does:
+// without this check, such damage would look torn and the records after it would be cut off.
+std::optional<size_t> findRecord(absl::string_view file, size_t from) {
+  for (size_t o = from; o + kHeaderLen < file.size(); ++o) {
+    Reader h{file.substr(o, kHeaderLen)};
+    const auto len = h.fixed<uint32_t>();
+    const auto crc = h.fixed<uint32_t>();
+    if (len == 0 || len > kMaxRecord || kHeaderLen + len > file.size() - o) continue;
+    if (crc32(0L, reinterpret_cast<const Bytef*>(file.data() + o + kHeaderLen), len) == crc) {
+      return o;
+    }
+  }
+  return std::nullopt;
+}
+
 absl::Status EmbeddedStateStore::replayWal() {
   const std::string p = path("wal");
   if (::access(p.c_str(), F_OK) != 0) return absl::OkStatus();
@@ -290,7 +307,15 @@ absl::Status EmbeddedStateStore::replayWal() {
     Reader h{absl::string_view(file).substr(off, std::min(left, kHeaderLen))};
     const auto len = h.fixed<uint32_t>();
     const auto crc = h.fixed<uint32_t>();
-    if (!h.ok || len > kMaxRecord || kHeaderLen + len > left) break;  // torn: cut here
+    if (!h.ok || len > kMaxRecord || kHeaderLen + len > left) {
+      if (const auto next = findRecord(file, off + 1); next.has_value()) {
+        return corrupt(p, off,
+                       absl::StrCat("a record length that runs past the end, with a whole record "
+                                    "after it at byte ",
+                                    *next));
+      }
+      break;  // the last record, torn mid-write: cut here
+    }
     const absl::string_view payload = absl::string_view(file).substr(off + kHeaderLen, len);
     if (crc32(0L, reinterpret_cast<const Bytef*>(payload.data()), len) != crc) {
       if (off + kHeaderLen + len == file.size()) break;  // the last record, torn mid-write

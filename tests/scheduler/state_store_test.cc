@@ -284,6 +284,26 @@ TEST(EmbeddedStateStore, DamageInTheMiddleIsAClearErrorNotAReset) {
   EXPECT_EQ(std::filesystem::file_size(wal), before);  // nothing cut or rewritten
 }
 
+TEST(EmbeddedStateStore, ADamagedLengthInTheMiddleIsNotMistakenForATornTail) {
+  TempDir dir;
+  {
+    auto s = openOrDie(dir.path());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(s->put("k" + std::to_string(i), "value").ok());
+  }
+  const std::string wal = dir.path() + "/wal";
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8 + 3);  // the first record's length: now far past the end of the file
+    f.put('\x7f');
+  }
+  const auto before = std::filesystem::file_size(wal);
+  auto s = openEmbeddedStateStore({dir.path(), 10000});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.status().message(), HasSubstr(wal + " at byte 8: a record length"));
+  EXPECT_EQ(std::filesystem::file_size(wal), before);  // the later records were not cut off
+}
+
 TEST(EmbeddedStateStore, BadMagicAndBadSnapshotAreErrors) {
   TempDir dir;
   {
