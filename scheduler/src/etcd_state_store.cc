@@ -13,6 +13,7 @@
 #include "gangway/scheduler/state_store.h"
 
 #include "etcd/etcd_kv.grpc.pb.h"
+#include "etcd_channel.h"
 #include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {
@@ -37,16 +38,8 @@ class EtcdStateStore final : public StateStore {
   explicit EtcdStateStore(EtcdStateStoreOptions options) : options_(std::move(options)) {}
 
   absl::Status open() {
-    std::vector<std::string> endpoints = absl::StrSplit(options_.endpoints, ',', absl::SkipEmpty());
-    if (endpoints.empty()) {
-      return absl::InvalidArgumentError(
-          "state store: --etcd is empty; expected host:port[,host:port...]");
-    }
-    // gRPC's ipv4:/ipv6: targets take several addresses and pick the first that connects.
-    std::string target =
-        endpoints.size() == 1 ? endpoints[0] : "ipv4:" + absl::StrJoin(endpoints, ",");
-    stub_ =
-        etcdserverpb::KV::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    GW_ASSIGN_OR_RETURN(auto channel, etcdChannel(options_.endpoints, "state store"));
+    stub_ = etcdserverpb::KV::NewStub(channel);
     etcdserverpb::RangeRequest req;
     req.set_key(options_.prefix);
     req.set_range_end(prefixEnd(options_.prefix));

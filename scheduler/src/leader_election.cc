@@ -15,6 +15,7 @@
 #include "gangway/common/status.h"
 
 #include "etcd/etcd_kv.grpc.pb.h"
+#include "etcd_channel.h"
 #include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {
@@ -29,17 +30,11 @@ class EtcdLeaderElection final : public LeaderElection {
   ~EtcdLeaderElection() override { (void)resign(); }
 
   absl::Status start() {
-    std::vector<std::string> endpoints = absl::StrSplit(options_.endpoints, ',', absl::SkipEmpty());
-    if (endpoints.empty()) {
-      return absl::InvalidArgumentError("leader election: no etcd endpoints; expected host:port");
-    }
     if (options_.candidate.empty() || options_.key.empty() || options_.ttl_seconds < 1) {
       return absl::InvalidArgumentError(
           "leader election: candidate and key must be set and ttl_seconds >= 1");
     }
-    const std::string target =
-        endpoints.size() == 1 ? endpoints[0] : "ipv4:" + absl::StrJoin(endpoints, ",");
-    channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    GW_ASSIGN_OR_RETURN(channel_, etcdChannel(options_.endpoints, "leader election"));
     kv_ = etcdserverpb::KV::NewStub(channel_);
     watch_ = etcdserverpb::Watch::NewStub(channel_);
     lease_ = etcdserverpb::Lease::NewStub(channel_);
