@@ -121,7 +121,7 @@ class PoolAgent {
         log().error("{}", std::string(channel.status().message()));
         return false;
       }
-      auto stub = v1::Cluster::NewStub(*channel);
+      std::shared_ptr<v1::Cluster::Stub> stub = v1::Cluster::NewStub(*channel);
       v1::RegisterNodeRequest req;
       req.set_node_id(o_.node_id);
       req.set_address(o_.address);
@@ -173,13 +173,14 @@ class PoolAgent {
   void watchLoop() {
     for (;;) {
       grpc::ClientContext* ctx = nullptr;
-      v1::Cluster::Stub* stub = nullptr;
+      std::shared_ptr<v1::Cluster::Stub> stub;
       {
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
         watch_ctx_ = context(absl::InfiniteDuration());
         ctx = watch_ctx_.get();
-        stub = stub_.get();
+        stub = stub_;
+        ++watch_generation_;
       }
       v1::WatchNodeRequest req;
       req.set_node_id(o_.node_id);
@@ -203,14 +204,16 @@ class PoolAgent {
 
   void heartbeatLoop() {
     for (;;) {
-      v1::Cluster::Stub* stub = nullptr;
+      std::shared_ptr<v1::Cluster::Stub> stub;
       absl::Duration interval;
+      uint64_t generation = 0;
       {
         absl::MutexLock lock(&mu_);
         auto stop = [this] { return stopping_ || lost_; };
         if (mu_.AwaitWithTimeout(absl::Condition(&stop), heartbeat_interval_)) return;
-        stub = stub_.get();
+        stub = stub_;
         interval = heartbeat_interval_;
+        generation = watch_generation_;
       }
       v1::NodeHeartbeatRequest req;
       req.set_node_id(o_.node_id);
@@ -218,9 +221,10 @@ class PoolAgent {
       auto ctx = context(interval * 2);
       const grpc::Status s = stub->NodeHeartbeat(ctx.get(), req, &resp);
       if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        // The scheduler counts this node as lost (or restarted): register again.
+        // The scheduler counts this node as lost (or restarted): register again, unless that
+        // already happened since this heartbeat was sent.
         absl::MutexLock lock(&mu_);
-        if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+        if (watch_ctx_ != nullptr && watch_generation_ == generation) watch_ctx_->TryCancel();
       }
     }
   }
@@ -389,10 +393,10 @@ class PoolAgent {
     req.set_generation(generation);
     req.set_exit_code(code);
     req.set_message(msg);
-    v1::Cluster::Stub* stub = nullptr;
+    std::shared_ptr<v1::Cluster::Stub> stub;
     {
       absl::MutexLock lock(&mu_);
-      stub = stub_.get();
+      stub = stub_;
     }
     v1::ReportExitResponse resp;
     auto ctx = context(absl::Seconds(5));
@@ -439,7 +443,9 @@ class PoolAgent {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<v1::Cluster::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  // Shared with the calls in flight on other threads: connect() replaces it.
+  std::shared_ptr<v1::Cluster::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  uint64_t watch_generation_ ABSL_GUARDED_BY(mu_) = 0;  // counts WatchNode streams
   std::string endpoint_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   std::unique_ptr<grpc::ClientContext> watch_ctx_ ABSL_GUARDED_BY(mu_);

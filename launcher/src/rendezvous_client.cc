@@ -217,6 +217,7 @@ void RendezvousClient::watchLoop() {
       if (stopping_) return;
       watch_ctx_ = context(absl::InfiniteDuration());
       ctx = watch_ctx_.get();
+      ++watch_generation_;
     }
     auto reader = stub_->Watch(ctx, req);
     v1::RoundEvent event;
@@ -266,12 +267,18 @@ void RendezvousClient::heartbeatLoop() {
     req.set_agent_id(options_.agent_id);
     v1::HeartbeatResponse resp;
     auto ctx = context(heartbeat_interval_ * 2);
+    uint64_t generation = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      generation = watch_generation_;
+    }
     const grpc::Status s = stub_->Heartbeat(ctx.get(), req, &resp);
     if (s.error_code() == grpc::StatusCode::NOT_FOUND && options_.scheduled) {
       // The control plane restarted and has not seen this agent yet, or dropped it: the Watch
-      // loop joins again (or gives up) once its stream is gone.
+      // loop joins again (or gives up) once its stream is gone. Only the stream this heartbeat
+      // was sent under: a newer one was opened after joining again.
       absl::MutexLock lock(&mu_);
-      if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+      if (watch_ctx_ != nullptr && watch_generation_ == generation) watch_ctx_->TryCancel();
       continue;
     }
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) {

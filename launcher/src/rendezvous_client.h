@@ -91,6 +91,7 @@ class RendezvousClient {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<grpc::ClientContext> watch_ctx_ ABSL_GUARDED_BY(mu_);
   int64_t current_round_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t watch_generation_ ABSL_GUARDED_BY(mu_) = 0;  // counts Watch streams
   int current_node_rank_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread watch_thread_;
   std::thread heartbeat_thread_;
