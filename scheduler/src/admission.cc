@@ -3,61 +3,52 @@
 #include <algorithm>
 #include <set>
 
+#include <absl/container/flat_hash_map.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 
 namespace gangway::scheduler {
 namespace {
 
-bool usable(const ClusterState& s, const std::string& node) {
-  const auto it = s.nodes.find(node);
-  return it != s.nodes.end() && it->second.healthy && !it->second.draining;
-}
-
-// `count` of `candidates`, by topology: the leaf that fits them most tightly (or the largest
-// leaves first when none does), nodes of one NVLink domain together. Leaves in `prefer` first.
-std::vector<std::string> pickNodes(const ClusterState& s, std::vector<std::string> candidates,
-                                   size_t count, const std::set<std::string>& prefer = {}) {
-  std::map<std::string, std::vector<std::string>> by_leaf;
-  for (const std::string& n : candidates) by_leaf[s.nodes.at(n).leaf].push_back(n);
-  for (auto& [leaf, nodes] : by_leaf) {
-    std::map<std::string, size_t> domain_size;
-    for (const std::string& n : nodes) ++domain_size[s.nodes.at(n).nvlink_domain];
-    std::sort(nodes.begin(), nodes.end(), [&](const std::string& a, const std::string& b) {
-      const std::string& da = s.nodes.at(a).nvlink_domain;
-      const std::string& db = s.nodes.at(b).nvlink_domain;
-      if (domain_size[da] != domain_size[db]) return domain_size[da] > domain_size[db];
-      return da != db ? da < db : a < b;
-    });
-  }
-  std::vector<std::string> leaves;
-  for (const auto& [leaf, nodes] : by_leaf) leaves.push_back(leaf);
-  std::sort(leaves.begin(), leaves.end(), [&](const std::string& a, const std::string& b) {
-    const bool pa = prefer.contains(a);
-    const bool pb = prefer.contains(b);
-    if (pa != pb) return pa;
-    const size_t sa = by_leaf[a].size();
-    const size_t sb = by_leaf[b].size();
-    const bool fa = sa >= count;
-    const bool fb = sb >= count;
-    if (fa != fb) return fa;                    // a leaf that holds the whole job first
-    if (fa) return sa != sb ? sa < sb : a < b;  // the tightest such leaf
-    return sa != sb ? sa > sb : a < b;          // else the largest leaves
-  });
-  std::vector<std::string> out;
-  for (const std::string& leaf : leaves) {
-    for (const std::string& n : by_leaf[leaf]) {
-      if (out.size() == count) return out;
-      out.push_back(n);
-    }
-  }
-  return out;
-}
-
 class Cycle {
  public:
   Cycle(const ClusterState& s, absl::Time now, const PolicyOptions& o)
-      : s_(s), now_(now), options_(o), assign_(s.assignments) {}
+      : s_(s), now_(now), options_(o), assign_(s.assignments) {
+    // Ids in first-seen order, then renumbered in name order (the tie-breaks compare names).
+    absl::flat_hash_map<absl::string_view, int> leaf_ids, domain_ids;
+    std::vector<absl::string_view> leaves, domains;
+    id_of_.reserve(s_.nodes.size());
+    for (const auto& [node, info] : s_.nodes) {
+      id_of_.emplace(node, static_cast<int>(names_.size()));
+      names_.push_back(&node);
+      infos_.push_back(&info);
+      usable_.push_back(info.healthy && !info.draining);
+      auto l = leaf_ids.try_emplace(info.leaf, static_cast<int>(leaves.size()));
+      if (l.second) leaves.push_back(info.leaf);
+      leaf_.push_back(l.first->second);
+      auto d = domain_ids.try_emplace(info.nvlink_domain, static_cast<int>(domains.size()));
+      if (d.second) domains.push_back(info.nvlink_domain);
+      domain_.push_back(d.first->second);
+    }
+    auto renumber = [](std::vector<absl::string_view>& names, std::vector<int>& ids) {
+      std::vector<int> order(names.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+      std::sort(order.begin(), order.end(), [&](int a, int b) { return names[a] < names[b]; });
+      std::vector<int> rank(names.size());
+      for (size_t i = 0; i < order.size(); ++i) rank[order[i]] = static_cast<int>(i);
+      for (int& id : ids) id = rank[id];
+      std::vector<absl::string_view> sorted;
+      for (const int i : order) sorted.push_back(names[i]);
+      names = std::move(sorted);
+    };
+    renumber(leaves, leaf_);
+    renumber(domains, domain_);
+    for (const absl::string_view l : leaves) leaf_names_.emplace_back(l);
+    reserved_.assign(names_.size(), 0);
+    assigned_.assign(names_.size(), 0);
+    by_leaf_.resize(leaf_names_.size());
+    domain_count_.assign(domains.size(), 0);
+  }
 
   std::vector<Decision> run() {
     for (const auto& [job, nodes] : assign_) {
@@ -65,8 +56,8 @@ class Cycle {
           int64_t{spec(job).gpus_per_node} * static_cast<int64_t>(nodes.size());
     }
     handleLostNodes();
-    for (const auto& [node, info] : s_.nodes) {
-      if (usable(s_, node) && !assigned_.contains(node)) free_.insert(node);
+    for (int i = 0; i < static_cast<int>(names_.size()); ++i) {
+      if (usable_[i] && !assigned_[i]) free_.insert(i);
     }
     admitPending();
     grow();
@@ -86,13 +77,64 @@ class Cycle {
            q->second;
   }
 
-  std::vector<std::string> eligible(const std::string& job) const {
+  // -1 for a node the state does not know (an assignment may outlive its node's record).
+  int idOf(const std::string& n) const {
+    const auto it = id_of_.find(n);
+    return it == id_of_.end() ? -1 : it->second;
+  }
+  bool usableId(int id) const { return id >= 0 && usable_[id]; }
+
+  std::vector<int> eligible(const std::string& job) const {
+    std::vector<int> out;
+    const int32_t need = spec(job).gpus_per_node;
+    for (const int n : free_) {
+      if (infos_[n]->gpus >= need && !reserved_[n]) out.push_back(n);
+    }
+    return out;
+  }
+
+  // As before: `count` of `candidates` by topology, with integer ids (name order) in place of
+  // node, leaf and domain names, and only the leaves taken from sorted inside.
+  std::vector<std::string> pickNodes(const std::vector<int>& candidates, size_t count,
+                                     const std::set<std::string>& prefer = {}) {
+    std::vector<int> leaves;
+    for (const int n : candidates) {
+      auto& v = by_leaf_[leaf_[n]];
+      if (v.empty()) leaves.push_back(leaf_[n]);
+      v.push_back(n);
+    }
+    std::map<int, bool> is_pref;
+    for (const int l : leaves) is_pref[l] = prefer.contains(leaf_names_[l]);
+    std::sort(leaves.begin(), leaves.end(), [&](int a, int b) {
+      const bool pa = is_pref[a];
+      const bool pb = is_pref[b];
+      if (pa != pb) return pa;
+      const size_t sa = by_leaf_[a].size();
+      const size_t sb = by_leaf_[b].size();
+      const bool fa = sa >= count;
+      const bool fb = sb >= count;
+      if (fa != fb) return fa;
+      if (fa) return sa != sb ? sa < sb : a < b;
+      return sa != sb ? sa > sb : a < b;
+    });
     std::vector<std::string> out;
-    for (const std::string& n : free_) {
-      if (s_.nodes.at(n).gpus >= spec(job).gpus_per_node && !reserved_.contains(n)) {
-        out.push_back(n);
+    for (const int leaf : leaves) {
+      if (out.size() == count) break;
+      std::vector<int>& nodes = by_leaf_[leaf];
+      for (const int n : nodes) ++domain_count_[domain_[n]];
+      std::sort(nodes.begin(), nodes.end(), [&](int a, int b) {
+        const int da = domain_[a];
+        const int db = domain_[b];
+        if (domain_count_[da] != domain_count_[db]) return domain_count_[da] > domain_count_[db];
+        return da != db ? da < db : a < b;
+      });
+      for (const int n : nodes) --domain_count_[domain_[n]];
+      for (const int n : nodes) {
+        if (out.size() == count) break;
+        out.push_back(*names_[n]);
       }
     }
+    for (const int leaf : leaves) by_leaf_[leaf].clear();
     return out;
   }
 
@@ -102,16 +144,18 @@ class Cycle {
     auto& mine = assign_[job];
     if (kind == Decision::Kind::kAdmit || kind == Decision::Kind::kGrow) {
       for (const std::string& n : nodes) {
-        free_.erase(n);
-        assigned_.insert(n);
+        const int id = idOf(n);
+        free_.erase(id);
+        if (id >= 0) assigned_[id] = 1;
         mine.push_back(n);
       }
       queue_used_[spec(job).queue] += gpus;
     } else {
       for (const std::string& n : nodes) {
         mine.erase(std::remove(mine.begin(), mine.end(), n), mine.end());
-        assigned_.erase(n);
-        if (usable(s_, n)) free_.insert(n);
+        const int id = idOf(n);
+        if (id >= 0) assigned_[id] = 0;
+        if (usableId(id)) free_.insert(id);
       }
       queue_used_[spec(job).queue] -= gpus;
       if (kind == Decision::Kind::kEvict) assign_.erase(job);
@@ -122,13 +166,15 @@ class Cycle {
 
   void handleLostNodes() {
     for (const auto& [job, nodes] : s_.assignments) {
-      for (const std::string& n : nodes) assigned_.insert(n);
+      for (const std::string& n : nodes) {
+        if (const int id = idOf(n); id >= 0) assigned_[id] = 1;
+      }
     }
     for (const auto& [job, nodes] : s_.assignments) {
       std::vector<std::string> lost;
       std::vector<std::string> kept;
       for (const std::string& n : nodes) {
-        (usable(s_, n) ? kept : lost).push_back(n);
+        (usableId(idOf(n)) ? kept : lost).push_back(n);
       }
       // A job resized below its size gives up its last nodes.
       const auto max = static_cast<size_t>(spec(job).max_nodes);
@@ -242,19 +288,19 @@ class Cycle {
     for (const std::string& job : pending) {
       const auto min = static_cast<size_t>(spec(job).min_nodes);
       if (!fitsQuota(job, min)) continue;  // waits for its queue, blocks no one
-      std::vector<std::string> can = eligible(job);
+      std::vector<int> can = eligible(job);
       if (can.size() < min && !head_blocked && preemptFor(job, min - can.size())) {
         can = eligible(job);
       }
       if (can.size() >= min) {
         admitted_[job] = decisions_.size();
-        emit(Decision::Kind::kAdmit, job, pickNodes(s_, can, min),
+        emit(Decision::Kind::kAdmit, job, pickNodes(can, min),
              head_blocked ? "backfilled on nodes the first waiting job cannot use" : "admitted");
         continue;
       }
       if (!head_blocked) {
         head_blocked = true;  // the head: keep what it can use for it
-        for (const std::string& n : can) reserved_.insert(n);
+        for (const int n : can) reserved_[n] = 1;
       }
     }
   }
@@ -281,12 +327,12 @@ class Cycle {
     for (const std::string& job : elastic) {
       size_t want = static_cast<size_t>(spec(job).max_nodes) - assign_.at(job).size();
       while (want > 0 && !fitsQuota(job, want)) --want;
-      const std::vector<std::string> can = eligible(job);
+      const std::vector<int> can = eligible(job);
       want = std::min(want, can.size());
       if (want == 0) continue;
       std::set<std::string> leaves;
       for (const std::string& n : assign_.at(job)) leaves.insert(s_.nodes.at(n).leaf);
-      std::vector<std::string> more = pickNodes(s_, can, want, leaves);
+      std::vector<std::string> more = pickNodes(can, want, leaves);
       if (admitted_.contains(job)) {
         // Admitted in this cycle: start at the larger size at once (one round, not two).
         emit(Decision::Kind::kGrow, job, std::move(more), "");
@@ -304,9 +350,17 @@ class Cycle {
   const absl::Time now_;
   const PolicyOptions& options_;
   std::map<std::string, std::vector<std::string>> assign_;
-  std::set<std::string> assigned_;
-  std::set<std::string> free_;
-  std::set<std::string> reserved_;
+  std::vector<char> assigned_;
+  std::vector<char> usable_;
+  absl::flat_hash_map<absl::string_view, int> id_of_;
+  std::set<int> free_;
+  std::vector<char> reserved_;
+  std::vector<const std::string*> names_;
+  std::vector<const NodeInfo*> infos_;
+  std::vector<int> leaf_, domain_;
+  std::vector<std::string> leaf_names_;
+  std::vector<std::vector<int>> by_leaf_;
+  std::vector<size_t> domain_count_;
   std::set<std::string> changed_;
   std::map<std::string, size_t> admitted_;  // job admitted in this cycle -> its decision's index
   std::map<std::string, int64_t> queue_used_;
