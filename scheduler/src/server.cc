@@ -15,6 +15,7 @@
 #include "gangway/v1/store.grpc.pb.h"
 
 #include "cluster_service.h"
+#include "event_stream.h"
 #include "metrics_http.h"
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -84,106 +85,6 @@ class Timer {
   std::thread thread_;
 };
 
-// One agent's Watch stream: events are queued by the rendezvous (under its lock) and written
-// one at a time.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::RoundEvent> {
- public:
-  WatchReactor(Rendezvous& rdzv, Timer& timer, std::string job, std::string agent)
-      : rdzv_(rdzv), timer_(timer), job_(std::move(job)), agent_(std::move(agent)) {}
-
-  // The reactor is deleted by whichever of start() and OnDone() ends last: an event delivered
-  // during watch() may finish the call before start() has recorded the handle.
-  void start(const absl::Status& authorized) {
-    if (!authorized.ok()) {
-      finish(toGrpc(authorized));
-      release();
-      return;
-    }
-    auto handle = rdzv_.watch(
-        job_, agent_, [this](const v1::RoundEvent& e) { enqueue(e); }, absl::Now());
-    if (!handle.ok()) {
-      finish(toGrpc(handle.status()));
-    } else {
-      absl::MutexLock lock(&mu_);
-      handle_ = *handle;
-    }
-    release();
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      lost_ = true;
-      finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-      return;
-    }
-    if (current_.has_job_end()) {
-      finishLocked(grpc::Status::OK);
-      return;
-    }
-    writeNextLocked();
-  }
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    lost_ = true;  // the agent went away (or its deadline passed)
-    finishLocked(grpc::Status::CANCELLED);
-  }
-  void OnDone() override { release(); }
-
- private:
-  void release() {
-    if (refs_.fetch_sub(1) != 1) return;
-    uint64_t handle;
-    bool lost;
-    {
-      absl::MutexLock lock(&mu_);
-      handle = handle_;
-      lost = lost_;
-    }
-    // After unwatch returns, the rendezvous never calls enqueue on this reactor again.
-    if (handle != 0) rdzv_.unwatch(job_, agent_, handle, lost, absl::Now());
-    timer_.kick();
-    delete this;
-  }
-
-  void enqueue(const v1::RoundEvent& e) {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    queue_.push_back(e);
-    if (!writing_) writeNextLocked();
-  }
-  void writeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (queue_.empty() || finished_) return;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    StartWrite(&current_);
-  }
-  void finish(grpc::Status s) {
-    absl::MutexLock lock(&mu_);
-    finishLocked(std::move(s));
-  }
-  void finishLocked(grpc::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(std::move(s));
-  }
-
-  Rendezvous& rdzv_;
-  Timer& timer_;
-  const std::string job_;
-  const std::string agent_;
-  std::atomic<int> refs_{2};  // start() and OnDone()
-  absl::Mutex mu_;
-  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<v1::RoundEvent> queue_ ABSL_GUARDED_BY(mu_);
-  v1::RoundEvent current_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool lost_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 class RendezvousService final : public v1::Rendezvous::CallbackService {
  public:
   RendezvousService(Rendezvous& rdzv, Timer& timer) : rdzv_(rdzv), timer_(timer) {}
@@ -200,8 +101,17 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   }
   grpc::ServerWriteReactor<v1::RoundEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                   const v1::WatchRequest* req) override {
-    auto* reactor = new WatchReactor(rdzv_, timer_, req->job_id(), req->agent_id());
-    reactor->start(rdzv_.authorize(req->job_id(), tokenOf(ctx)));
+    const std::string job = req->job_id();
+    const std::string agent = req->agent_id();
+    auto* reactor = new EventStreamReactor<v1::RoundEvent>(
+        [this, job, agent](uint64_t handle, bool lost) {
+          rdzv_.unwatch(job, agent, handle, lost, absl::Now());
+          timer_.kick();
+        },
+        [](const v1::RoundEvent& e) { return e.has_job_end(); });
+    reactor->start(rdzv_.authorize(job, tokenOf(ctx)), [this, job, agent](Rendezvous::Sink sink) {
+      return rdzv_.watch(job, agent, std::move(sink), absl::Now());
+    });
     return reactor;
   }
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,

@@ -1,0 +1,124 @@
+// A server stream of events that a state machine pushes (the rendezvous' RoundEvents to an agent,
+// the cluster manager's NodeEvents to a pool agent): events are queued by the state machine (under
+// its lock, so queueing never blocks) and written one at a time.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <utility>
+
+#include <absl/base/thread_annotations.h>
+#include <absl/status/statusor.h>
+#include <absl/synchronization/mutex.h>
+
+#include "gangway/scheduler/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+namespace gangway::scheduler {
+
+template <typename Event>
+class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
+ public:
+  using Sink = std::function<void(const Event&)>;
+  // Registers the sink with the state machine; returns a handle for `detach`.
+  using Attach = std::function<absl::StatusOr<uint64_t>(Sink)>;
+  // The stream `handle` ended; `lost` when the peer went away (not a clean finish).
+  using Detach = std::function<void(uint64_t handle, bool lost)>;
+  // Whether the stream ends after writing this event (a job's end).
+  using IsLast = std::function<bool(const Event&)>;
+
+  EventStreamReactor(Detach detach, IsLast is_last)
+      : detach_(std::move(detach)), is_last_(std::move(is_last)) {}
+
+  // The reactor is deleted by whichever of start() and OnDone() ends last: an event delivered
+  // during attach() may finish the call before start() has recorded the handle.
+  void start(const absl::Status& authorized, const Attach& attach) {
+    if (!authorized.ok()) {
+      finish(toGrpc(authorized));
+      release();
+      return;
+    }
+    auto handle = attach([this](const Event& e) { enqueue(e); });
+    if (!handle.ok()) {
+      finish(toGrpc(handle.status()));
+    } else {
+      absl::MutexLock lock(&mu_);
+      handle_ = *handle;
+    }
+    release();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      lost_ = true;
+      finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    if (is_last_(current_)) {
+      finishLocked(grpc::Status::OK);
+      return;
+    }
+    writeNextLocked();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    lost_ = true;  // the peer went away (or its deadline passed)
+    finishLocked(grpc::Status::CANCELLED);
+  }
+  void OnDone() override { release(); }
+
+ private:
+  void release() {
+    if (refs_.fetch_sub(1) != 1) return;
+    uint64_t handle;
+    bool lost;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+      lost = lost_;
+    }
+    // After detach returns, the state machine never calls enqueue on this reactor again.
+    if (handle != 0) detach_(handle, lost);
+    delete this;
+  }
+  void enqueue(const Event& e) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    queue_.push_back(e);
+    if (!writing_) writeNextLocked();
+  }
+  void writeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (queue_.empty() || finished_) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    this->StartWrite(&current_);
+  }
+  void finish(grpc::Status s) {
+    absl::MutexLock lock(&mu_);
+    finishLocked(std::move(s));
+  }
+  void finishLocked(grpc::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    this->Finish(std::move(s));
+  }
+
+  const Detach detach_;
+  const IsLast is_last_;
+  std::atomic<int> refs_{2};  // start() and OnDone()
+  absl::Mutex mu_;
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Event> queue_ ABSL_GUARDED_BY(mu_);
+  Event current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace gangway::scheduler
