@@ -255,12 +255,7 @@ std::vector<CudaAttentionParam> cudaAttentionParams() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, PagedAttentionCuda, ::testing::ValuesIn(cudaAttentionParams()),
-                         [](const ::testing::TestParamInfo<CudaAttentionParam>& param_info) {
-                           const CudaAttentionParam& p = param_info.param;
-                           return absl::StrCat("h", p.num_heads, "kv", p.num_kv_heads, "d",
-                                               p.head_dim, "_", kvDataTypeName(p.io), "_",
-                                               kvDataTypeName(p.cache));
-                         });
+                         testing::attentionParamName<CudaAttentionParam>);
 
 TEST(PagedAttentionCuda, ReadsEveryFp8CodeExactly) {
   SKIP_WITHOUT_GPU();

@@ -386,12 +386,7 @@ std::vector<AttentionParam> attentionParams() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, PagedAttentionHost, ::testing::ValuesIn(attentionParams()),
-                         [](const ::testing::TestParamInfo<AttentionParam>& param_info) {
-                           const AttentionParam& p = param_info.param;
-                           return absl::StrCat("h", p.num_heads, "kv", p.num_kv_heads, "d",
-                                               p.head_dim, "_", kvDataTypeName(p.io), "_",
-                                               kvDataTypeName(p.cache));
-                         });
+                         testing::attentionParamName<AttentionParam>);
 
 TEST(PagedAttention, ReadsEveryFp8CodeExactly) {
   const testing::Fp8CodesProblem p;

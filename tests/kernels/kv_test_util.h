@@ -74,6 +74,15 @@ inline void setElem(KvDataType t, uint8_t* base, int64_t i, float v) {
 // A NaN of type t: what unused cache memory holds, so that reading it shows in the output.
 inline void setNaN(KvDataType t, uint8_t* base, int64_t i) { setElem(t, base, i, std::nanf("")); }
 
+// gtest's name for a parameterized attention case: heads, KV heads, head size and the two types
+// (any parameter struct with those fields).
+template <typename Param>
+std::string attentionParamName(const ::testing::TestParamInfo<Param>& info) {
+  const Param& p = info.param;
+  return absl::StrCat("h", p.num_heads, "kv", p.num_kv_heads, "d", p.head_dim, "_",
+                      kvDataTypeName(p.io), "_", kvDataTypeName(p.cache));
+}
+
 struct AttentionConfig {
   int32_t num_heads = 8;
   int32_t num_kv_heads = 2;
