@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command two: install dependencies, check formatting, build and run every test (unit,
-# integration with the real agent and shell workers, real PyTorch) in the release build, then
-# again in the ASan+UBSan build. GANGWAY_TEST_SANITIZERS=0 skips the second pass. Extra
+# integration with the real agent and shell workers, real PyTorch) in the release build (CUDA code
+# compiled and linked; its tests skip without a GPU), then again in the ASan+UBSan build (host
+# code only). GANGWAY_TEST_SANITIZERS=0 skips the second pass. Extra
 # arguments go to ctest, e.g. `scripts/test.sh -R AgentTest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
