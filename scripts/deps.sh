@@ -26,6 +26,9 @@ packages=(
   # process and network tools the tests use (setsid, pgrep, ip netns)
   util-linux procps iproute2 openssl
 )
+# the manifest validator (deploy/validate): Node.js and kubectl, Debian's only when not on PATH
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+command -v kubectl >/dev/null || packages+=(kubernetes-client)  # kubectl 1.20: too old, it says
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,7 +36,16 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The validator's npm packages, when node_modules is missing or older than the lock file.
+npm_packages() {
+  local dir stamp
+  dir="$(dirname "$0")/../deploy/validate"
+  stamp="$dir/node_modules/.package-lock.json"  # npm writes it on every install
+  [ -e "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ] && return 0
+  echo "deps.sh: installing deploy/validate's npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error --prefix "$dir" >/dev/null
+}
+[ ${#missing[@]} -eq 0 ] && { npm_packages; exit 0; }
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,3 +56,4 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_packages
