@@ -73,6 +73,21 @@ int main(int argc, char** argv) {
         argv[1]);
     return 2;
   }
+  if (command == "scheduler") {
+    // Parsed on its own: CLI11 reads a --config file only for the application it parses.
+    CLI::App alone{std::string(scheduler->get_description()), "gangway scheduler"};
+    gangway::scheduler::addSchedulerFlags(alone);
+    alone.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
+    try {
+      alone.parse(argc - 1, argv + 1);
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) return alone.exit(e);  // --help
+      std::fprintf(stderr, "gangway scheduler: error: %s (see gangway scheduler --help)\n",
+                   e.what());
+      return 2;
+    }
+    return gangway::scheduler::runScheduler(alone);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

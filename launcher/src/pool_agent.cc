@@ -28,6 +28,7 @@
 #include "gangway/launcher/run_options.h"
 #include "gangway/scheduler/client.h"
 #include "gangway/scheduler/server.h"
+#include "gangway/topology/discover.h"
 #include "gangway/v1/cluster.grpc.pb.h"
 
 #include "process.h"
@@ -476,6 +477,11 @@ void addAgentFlags(CLI::App& app) {
           "The node's switch path, top first (spine2/leaf7), for topology-aware "
           "placement.")
       ->type_name("PATH");
+  app.add_option("--network-path-map")
+      ->description(
+          "When no --network-path is given: a file of 'NODE PATH' lines (e.g. made from a "
+          "Kubernetes node label) in which --node-id is looked up.")
+      ->type_name("FILE");
   app.add_option("--nvlink-domain")
       ->description("The node's NVLink domain (multi-node NVLink systems).")
       ->type_name("ID");
@@ -530,6 +536,16 @@ int runAgent(const CLI::App& app) {
     o.gpus = probeHost().gpu_count;
   }
   o.network_path = opt("--network-path");
+  if (const std::string map = opt("--network-path-map"); !map.empty() && o.network_path.empty()) {
+    auto path = topology::lookupNetworkPath(map, o.node_id);
+    if (path.ok()) {
+      o.network_path = *path;
+    } else if (absl::IsNotFound(path.status())) {
+      log().warn("no network path for this node: {}", std::string(path.status().message()));
+    } else {
+      return usage(absl::StrCat("--network-path-map: ", path.status().message()));
+    }
+  }
   o.nvlink_domain = opt("--nvlink-domain");
   if (const std::string f = opt("--token-file"); !f.empty()) {
     std::ifstream in(f);

@@ -146,6 +146,7 @@ absl::Status RendezvousClient::join(absl::Time deadline) {
   req.set_max_nodes(options_.max_nodes);
   req.set_max_restarts(options_.max_restarts);
   if (options_.node_rank.has_value()) req.set_node_rank(*options_.node_rank);
+  if (options_.rank_hint.has_value()) req.set_rank_hint(*options_.rank_hint);
   char host[256] = {};
   ::gethostname(host, sizeof(host) - 1);
   req.mutable_topology()->set_hostname(host);
@@ -314,6 +315,10 @@ absl::Status RendezvousClient::report(int64_t round, bool succeeded, const std::
 }
 
 absl::Status RendezvousClient::leave(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;  // no heartbeats, and no joining again when the stream ends
+  }
   v1::LeaveRequest req;
   req.set_job_id(options_.job_id);
   req.set_agent_id(options_.agent_id);

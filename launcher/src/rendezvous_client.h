@@ -31,6 +31,7 @@ struct RendezvousClientOptions {
   int max_nodes = 1;
   int max_restarts = 0;
   std::optional<int> node_rank;  // static rendezvous
+  std::optional<int> rank_hint;  // where to rank this node among newcomers (JOB_COMPLETION_INDEX)
   int gpu_count = 0;
   std::string network_path;  // "spine2/leaf7"
   std::string nvlink_domain;

@@ -93,6 +93,9 @@ constexpr FlagSpec kFlags[] = {
     {"network-path", nullptr, false, "", false,
      "This node's switch path, top first (e.g. spine2/leaf7), for the node order; default "
      "$GANGWAY_NETWORK_PATH."},
+    {"network-path-map", nullptr, false, "", false,
+     "When no --network-path is given: a file of 'NODE PATH' lines (e.g. made from a Kubernetes "
+     "node label) in which this node, $GANGWAY_NODE_NAME or the hostname, is looked up."},
     {"parallelism", nullptr, false, "", false,
      "Megatron's parallel sizes, e.g. tp=8,pp=4 (dp: the rest): node ranks keep tensor-parallel "
      "groups in NVLink domains and data-parallel groups under one leaf switch."},
@@ -571,6 +574,36 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
           raw.values.at("network-path").empty() ? "GANGWAY_NETWORK_PATH" : "--network-path", ": ",
           parts.status().message()));
     }
+  }
+  if (const std::string& map = raw.values.at("network-path-map");
+      !map.empty() && o.network_path.empty()) {
+    auto it = env.find("GANGWAY_NODE_NAME");
+    std::string node = it != env.end() ? it->second : "";
+    if (node.empty()) {
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      node = host;
+    }
+    auto path = topology::lookupNetworkPath(map, node);
+    if (path.ok()) {
+      o.network_path = *path;
+    } else if (absl::IsNotFound(path.status())) {
+      o.notes.push_back(absl::StrCat("no network path for this node: ", path.status().message()));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--network-path-map: ", path.status().message()));
+    }
+  }
+  // Kubernetes' Indexed Jobs (and JobSets) number their pods: the index orders the nodes that
+  // join a new job, so pod N is node rank N when all pods are there and nothing else decides.
+  if (auto it = env.find("JOB_COMPLETION_INDEX"); it != env.end() && !it->second.empty()) {
+    int index = -1;
+    if (!absl::SimpleAtoi(it->second, &index) || index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("JOB_COMPLETION_INDEX '", it->second,
+                       "': expected an integer >= 0 (the Kubernetes Job's completion index)"));
+    }
+    o.rank_hint = index;
   }
   if (const std::string& p = raw.values.at("parallelism"); !p.empty()) {
     auto parsed = topology::parseParallelism(p);

@@ -198,6 +198,7 @@ class SupervisorImpl final : public Supervisor {
 
 absl::Status SupervisorImpl::init() {
   ensureStdFdsOpen();
+  for (const std::string& note : options_.notes) log().warn("{}", note);
   ::signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
@@ -520,6 +521,16 @@ void SupervisorImpl::monitor(AttemptOutcome& outcome, std::vector<WorkerFailure>
             child = true;
           } else if (!outcome.agent_signal.has_value()) {
             outcome.agent_signal = sig;
+            // Leave first (a pod being deleted): the other nodes are told this one is going
+            // before its workers' exit breaks their collectives, so they re-form the job
+            // without counting a failure against --max-restarts.
+            if (client_ != nullptr && options_.rdzv_mode == RdzvMode::kEndpoint) {
+              log().warn("received SIG{}: leaving the job", sigabbrev_np(sig));
+              if (absl::Status s = client_->leave(absl::StrCat("SIG", sigabbrev_np(sig)));
+                  !s.ok()) {
+                log().warn("could not leave the rendezvous: {}", std::string(s.message()));
+              }
+            }
             log().warn("received SIG{}: forwarding it to the workers ({} s grace period)",
                        sigabbrev_np(sig), options_.grace_period_s);
             signalWorkers(sig);
@@ -674,6 +685,7 @@ absl::Status SupervisorImpl::connectRendezvous() {
   c.max_nodes = options_.nnodes_max;
   c.max_restarts = options_.max_restarts;
   if (options_.static_node_rank) c.node_rank = options_.node_rank;
+  c.rank_hint = options_.rank_hint;
   c.gpu_count = static_cast<int>(topology_.gpus.size());
   c.network_path = topology_.network_path.empty() ? options_.network_path : topology_.network_path;
   c.nvlink_domain = topology_.nvlink_domain;

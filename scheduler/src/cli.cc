@@ -18,6 +18,7 @@
 #include "gangway/scheduler/server.h"
 #include "gangway/scheduler/state_store.h"
 
+#include "http_endpoint.h"
 #include <signal.h>
 #include <unistd.h>
 
@@ -88,13 +89,20 @@ void addSchedulerFlags(CLI::App& app) {
           "exists.")
       ->type_name("NAME=GPUS")
       ->take_all()
-      ->expected(0, -1);
+      ->expected(1, -1);
   app.add_option("--min-resize-interval")
       ->description("Seconds between two elastic growths of one job (anti-thrash). [default: 30]")
       ->type_name("SECONDS");
   app.add_option("--metrics-listen")
-      ->description("Serve Prometheus metrics over HTTP at HOST:PORT/metrics.")
+      ->description(
+          "Serve HTTP at HOST:PORT: /metrics (Prometheus), /healthz (200 while the process "
+          "runs) and /readyz (200 once it serves: recovered, and leading with --etcd; 503 "
+          "before), for Kubernetes probes.")
       ->type_name("ADDR");
+  app.set_config("--config", "",
+                 "TOML file of these flags' long names, e.g. queue = [\"prod=64\"] or "
+                 "data-dir = \"/var/lib/gangway\"; the command line overrides it.")
+      ->type_name("FILE");
 }
 
 int runScheduler(const CLI::App& app) {
@@ -138,8 +146,7 @@ int runScheduler(const CLI::App& app) {
   const std::string etcd = opt("--etcd");
   if (!data_dir.empty() && !etcd.empty()) return usage("--data-dir and --etcd exclude each other");
   const bool cluster = !data_dir.empty() || !etcd.empty();
-  for (const char* name :
-       {"--etcd-prefix", "--admin-token-file", "--min-resize-interval", "--metrics-listen"}) {
+  for (const char* name : {"--etcd-prefix", "--admin-token-file", "--min-resize-interval"}) {
     if (!cluster && app.get_option(name)->count() > 0) {
       return usage(absl::StrCat(name, " needs --data-dir or --etcd (the cluster scheduler)"));
     }
@@ -177,7 +184,6 @@ int runScheduler(const CLI::App& app) {
   }
   options.cluster.node_heartbeat_interval = options.rendezvous.heartbeat_interval;
   options.cluster.node_heartbeat_timeout = options.rendezvous.heartbeat_timeout;
-  options.metrics_listen = opt("--metrics-listen");
 
   // Stop signals are taken by this thread with sigwait; block them before gRPC starts threads.
   sigset_t mask;
@@ -185,6 +191,31 @@ int runScheduler(const CLI::App& app) {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+
+  // The HTTP endpoint answers before the state is recovered or the leadership won: a standby is
+  // alive (/healthz) but not ready (/readyz), so a Service sends no agent to it.
+  std::atomic<ControlPlaneServer*> serving{nullptr};
+  std::atomic<const char*> waiting{"starting: recovering the state"};
+  std::unique_ptr<HttpEndpoint> http;
+  if (const std::string listen = opt("--metrics-listen"); !listen.empty()) {
+    auto started = HttpEndpoint::start(listen, [&](const std::string& path) -> HttpResponse {
+      ControlPlaneServer* server = serving.load();
+      if (path == "/healthz") return {200, "ok\n"};
+      if (path == "/readyz") {
+        return server != nullptr ? HttpResponse{200, "serving\n"}
+                                 : HttpResponse{503, absl::StrCat(waiting.load(), "\n")};
+      }
+      if (path == "/metrics") {
+        if (server == nullptr) return {503, absl::StrCat(waiting.load(), "\n")};
+        return {200, server->cluster() != nullptr ? server->cluster()->metrics() : ""};
+      }
+      return {404, "served here: /metrics, /healthz, /readyz\n"};
+    });
+    if (!started.ok()) return usage(std::string(started.status().message()));
+    http = *std::move(started);
+    std::printf("gangway scheduler: HTTP (/metrics, /healthz, /readyz) on port %d\n", http->port());
+    std::fflush(stdout);
+  }
 
   std::unique_ptr<StateStore> store;
   std::unique_ptr<LeaderElection> election;
@@ -207,6 +238,7 @@ int runScheduler(const CLI::App& app) {
       return 1;
     }
     election = *std::move(created);
+    waiting = "standby: waiting to lead (etcd)";
     std::printf("gangway scheduler waiting to lead (etcd %s)\n", etcd.c_str());
     std::fflush(stdout);
     if (absl::Status s = election->campaign(absl::InfiniteFuture()); !s.ok()) {
@@ -229,10 +261,8 @@ int runScheduler(const CLI::App& app) {
                  std::string(server.status().message()).c_str());
     return 2;
   }
-  std::printf("gangway scheduler listening on %s%s\n", (*server)->address().c_str(),
-              (*server)->metricsPort() > 0
-                  ? absl::StrCat(" (metrics on port ", (*server)->metricsPort(), ")").c_str()
-                  : "");
+  serving = server->get();
+  std::printf("gangway scheduler listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   // A leader that loses its lease stops at once: the standby that takes over must be the only
   // one acting (no split brain). The process exits non-zero for its supervisor to restart it.
@@ -254,6 +284,7 @@ int runScheduler(const CLI::App& app) {
   logger("scheduler").info("received SIG{}: shutting down", sigabbrev_np(sig));
   done = true;
   if (watchdog.joinable()) watchdog.join();
+  http.reset();  // before the server its handler reads
   (*server)->shutdown();
   server->reset();
   if (election != nullptr) (void)election->resign();

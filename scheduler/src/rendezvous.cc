@@ -1,6 +1,8 @@
 #include "gangway/scheduler/rendezvous.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <tuple>
 
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
@@ -280,12 +282,14 @@ std::vector<std::string> Rendezvous::chooseMembersLocked(const Job& job) const {
   absl::flat_hash_map<std::string, int> previous_rank;
   for (size_t i = 0; i < job.members.size(); ++i)
     previous_rank[job.members[i]] = static_cast<int>(i);
-  // Agents that asked for a node rank (static rendezvous) come in that order, before all others.
+  // Agents that asked for a node rank (static rendezvous) come in that order, before all others;
+  // newcomers by their rank hint (a pod's index), then in join order.
+  using Key = std::tuple<int, int64_t, int64_t>;
   auto key = [&](const Agent* a) {
-    if (a->info.has_node_rank()) return std::pair<int, int64_t>{-1, a->info.node_rank()};
+    if (a->info.has_node_rank()) return Key{-1, a->info.node_rank(), 0};
     auto it = previous_rank.find(a->info.agent_id());
-    return it != previous_rank.end() ? std::pair<int, int64_t>{0, it->second}
-                                     : std::pair<int, int64_t>{1, a->join_seq};
+    if (it != previous_rank.end()) return Key{0, it->second, 0};
+    return Key{1, a->info.has_rank_hint() ? a->info.rank_hint() : INT64_MAX, a->join_seq};
   };
   std::sort(ordered.begin(), ordered.end(),
             [&](const Agent* a, const Agent* b) { return key(a) < key(b); });

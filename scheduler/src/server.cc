@@ -16,7 +16,6 @@
 
 #include "cluster_service.h"
 #include "event_stream.h"
-#include "metrics_http.h"
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -346,15 +345,6 @@ class ServerImpl final : public ControlPlaneServer {
       cluster_service_ = makeClusterService(*cluster_, [this] { timer_.kick(); });
       builder.RegisterService(cluster_service_.get());
     }
-    if (!options.metrics_listen.empty()) {
-      if (cluster_ == nullptr) {
-        return absl::InvalidArgumentError("a metrics endpoint needs the cluster scheduler");
-      }
-      auto metrics =
-          MetricsHttpServer::start(options.metrics_listen, [this] { return cluster_->metrics(); });
-      if (!metrics.ok()) return metrics.status();
-      metrics_ = *std::move(metrics);
-    }
     // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
     // then share the port and split the connections. One control plane per address.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -377,7 +367,6 @@ class ServerImpl final : public ControlPlaneServer {
   int port() const override { return port_; }
   Rendezvous& rendezvous() override { return rdzv_; }
   ClusterManager* cluster() override { return cluster_.get(); }
-  int metricsPort() const override { return metrics_ == nullptr ? 0 : metrics_->port(); }
   void wait() override {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&stopping_));
@@ -398,7 +387,6 @@ class ServerImpl final : public ControlPlaneServer {
   RendezvousService rdzv_service_;
   StoreService store_service_;
   std::unique_ptr<grpc::Service> cluster_service_;
-  std::unique_ptr<MetricsHttpServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -382,6 +382,36 @@ absl::StatusOr<std::vector<std::string>> parseNetworkPath(absl::string_view text
   return parts;
 }
 
+absl::StatusOr<std::string> lookupNetworkPath(const std::string& file, absl::string_view node) {
+  std::ifstream in(file);
+  if (!in) return absl::NotFoundError(absl::StrCat("network-path map ", file, " does not exist"));
+  std::string line;
+  std::string found;
+  bool seen = false;
+  for (int number = 1; std::getline(in, line); ++number) {
+    absl::string_view text = line;
+    text = text.substr(0, text.find('#'));
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(text, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (fields.empty()) continue;
+    auto bad = [&](absl::string_view what) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("network-path map ", file, ":", number, ": ", what));
+    };
+    if (fields.size() != 2) return bad("expected 'NODE PATH' (e.g. gpu-node-7 spine2/leaf7)");
+    if (auto parts = parseNetworkPath(fields[1]); !parts.ok()) return bad(parts.status().message());
+    if (fields[0] != node) continue;
+    if (seen) return bad(absl::StrCat("node '", node, "' is named twice"));
+    seen = true;
+    found = std::string(fields[1]);
+  }
+  if (!seen) {
+    return absl::NotFoundError(
+        absl::StrCat("network-path map ", file, " does not name node '", node, "'"));
+  }
+  return found;
+}
+
 absl::StatusOr<NodeTopology> loadTopologyFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {

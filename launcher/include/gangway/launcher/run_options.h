@@ -81,8 +81,10 @@ struct RunOptions {
   std::string topology = "auto";  // auto (discover), off (no binding), or a snapshot file
   std::string sysfs_root = "/";
   topology::NumaBinding numa_binding = topology::NumaBinding::kNode;
-  std::string network_path;  // --network-path or $GANGWAY_NETWORK_PATH: "spine2/leaf7"
-  std::string parallelism;   // --parallelism: "tp=8,pp=4", for the rendezvous' node order
+  std::string network_path;        // --network-path or $GANGWAY_NETWORK_PATH: "spine2/leaf7"
+  std::string parallelism;         // --parallelism: "tp=8,pp=4", for the rendezvous' node order
+  std::optional<int> rank_hint;    // $JOB_COMPLETION_INDEX: this node's place among newcomers
+  std::vector<std::string> notes;  // warnings for the agent's log (e.g. no network path found)
 
   // Supervision.
   int max_restarts = 0;

@@ -24,7 +24,6 @@ struct ServerOptions {
   // service, keeping its state in this store (not owned: it must outlive the server).
   StateStore* cluster_store = nullptr;
   ClusterOptions cluster;
-  std::string metrics_listen;  // HOST:PORT for Prometheus over HTTP (/metrics); empty: none
 };
 
 class ControlPlaneServer {
@@ -40,7 +39,6 @@ class ControlPlaneServer {
   virtual Rendezvous& rendezvous() = 0;
   // The cluster scheduler, when ServerOptions.cluster_store was set; nullptr otherwise.
   virtual ClusterManager* cluster() = 0;
-  virtual int metricsPort() const = 0;  // 0 without a metrics endpoint
   // Blocks until shutdown() is called from another thread (or a signal handler's thread).
   virtual void wait() = 0;
   virtual void shutdown() = 0;

@@ -1,4 +1,4 @@
-#include "metrics_http.h"
+#include "http_endpoint.h"
 
 #include <cstring>
 #include <string>
@@ -22,10 +22,10 @@
 namespace gangway::scheduler {
 namespace {
 
-class Impl final : public MetricsHttpServer {
+class Impl final : public HttpEndpoint {
  public:
-  Impl(int listen_fd, int port, std::function<std::string()> body)
-      : listen_fd_(listen_fd), port_(port), body_(std::move(body)) {
+  Impl(int listen_fd, int port, Handler handler)
+      : listen_fd_(listen_fd), port_(port), handler_(std::move(handler)) {
     if (::pipe2(stop_pipe_, O_CLOEXEC) != 0) stop_pipe_[0] = stop_pipe_[1] = -1;
     thread_ = std::thread([this] { loop(); });
   }
@@ -66,20 +66,21 @@ class Impl final : public MetricsHttpServer {
       if (n <= 0) return;
       head.append(buf, static_cast<size_t>(n));
     }
-    std::string status = "200 OK";
-    std::string body;
-    if (head.rfind("GET /metrics ", 0) == 0 || head.rfind("GET /metrics?", 0) == 0) {
-      body = body_();
-    } else if (head.rfind("GET ", 0) == 0) {
-      status = "404 Not Found";
-      body = "only /metrics is served here\n";
+    HttpResponse r;
+    if (head.rfind("GET ", 0) == 0) {
+      const size_t end = head.find_first_of(" ?\r", 4);
+      r = handler_(head.substr(4, end == std::string::npos ? std::string::npos : end - 4));
     } else {
-      status = "405 Method Not Allowed";
-      body = "only GET /metrics is served here\n";
+      r = {405, "only GET is served here\n"};
     }
-    const std::string response =
-        absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: text/plain; version=0.0.4\r\n",
-                     "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+    const char* reason = r.status == 200   ? "OK"
+                         : r.status == 404 ? "Not Found"
+                         : r.status == 405 ? "Method Not Allowed"
+                         : r.status == 503 ? "Service Unavailable"
+                                           : "Error";
+    const std::string response = absl::StrCat(
+        "HTTP/1.1 ", r.status, " ", reason, "\r\nContent-Type: ", r.content_type,
+        "\r\nContent-Length: ", r.body.size(), "\r\nConnection: close\r\n\r\n", r.body);
     size_t off = 0;
     while (off < response.size()) {
       const ssize_t n = ::send(fd, response.data() + off, response.size() - off, MSG_NOSIGNAL);
@@ -90,21 +91,21 @@ class Impl final : public MetricsHttpServer {
 
   const int listen_fd_;
   const int port_;
-  std::function<std::string()> body_;
+  Handler handler_;
   int stop_pipe_[2] = {-1, -1};
   std::thread thread_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
-    const std::string& listen, std::function<std::string()> body) {
+absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& listen,
+                                                                  Handler handler) {
   const auto colon = listen.rfind(':');
   int port = -1;
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
       port < 0 || port > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("metrics address '", listen, "': expected HOST:PORT"));
+        absl::StrCat("HTTP address '", listen, "': expected HOST:PORT"));
   }
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -119,7 +120,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
   if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &res) != 0 ||
       res == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("metrics address '", listen, "': cannot resolve '", host, "'"));
+        absl::StrCat("HTTP address '", listen, "': cannot resolve '", host, "'"));
   }
   const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -129,7 +130,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
     ::freeaddrinfo(res);
     if (fd >= 0) ::close(fd);
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on metrics address '", listen, "': ", std::strerror(err)));
+        absl::StrCat("cannot listen on HTTP address '", listen, "': ", std::strerror(err)));
   }
   ::freeaddrinfo(res);
   sockaddr_storage bound{};
@@ -138,7 +139,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
   const int bound_port = bound.ss_family == AF_INET6
                              ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                              : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return std::unique_ptr<MetricsHttpServer>(new Impl(fd, bound_port, std::move(body)));
+  return std::unique_ptr<HttpEndpoint>(new Impl(fd, bound_port, std::move(handler)));
 }
 
 }  // namespace gangway::scheduler
