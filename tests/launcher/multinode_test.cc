@@ -1,5 +1,6 @@
 // Several `gangway run` agents on loopback forming one job through the control plane: a
 // `gangway scheduler` daemon (remote mode) or an agent hosting it (host mode).
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -155,6 +156,43 @@ TEST(MultiNodeTest, GracefulLeaveLetsTheOthersContinue) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("world=2"), std::string::npos);
   }
+}
+
+TEST(MultiNodeTest, ALeavingNodeCostsTheOthersNoRestart) {
+  // A pod deletion: SIGTERM to one agent while its workers train with the others'. Its workers'
+  // exit breaks the others' collectives (played here: they fail once a file appears, which the
+  // leaving worker writes when it gets SIGTERM). The agent leaves the rendezvous before it
+  // signals its workers, so those failures come after the round ended and cost no restart:
+  // with --max-restarts 0 the two others still re-form and finish.
+  Scheduler sched;
+  char dir_template[] = "/tmp/gangway-leave-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string gone = dir + "/gone";
+  const std::string script =
+      "echo world=$WORLD_SIZE; [ $WORLD_SIZE = 2 ] && exit 0; "
+      "if [ \"$LEAVER\" = 1 ]; then trap 'touch " +
+      gone +
+      "; sleep 1; exit 143' TERM; "
+      "while :; do sleep 0.05; done; fi; "
+      "while [ ! -e " +
+      gone + " ]; do sleep 0.02; done; echo peer lost; exit 1";
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (int i = 0; i < 3; ++i) {
+    agents.push_back(AgentProcess::start(agentArgs(sched.address(), "2:3", script),
+                                         {{"LEAVER", i == 0 ? "1" : "0"}}));
+  }
+  for (auto& a : agents)
+    ASSERT_TRUE(a->waitForStdout(
+        [](const std::string& o) { return o.find("world=3") != std::string::npos; }));
+  agents[0]->signal(SIGTERM);
+  const AgentResult left = agents[0]->wait();
+  EXPECT_EQ(left.exit_code, 128 + SIGTERM) << left.err;
+  for (int i : {1, 2}) {
+    const AgentResult r = agents[i]->wait();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("world=2"), std::string::npos) << r.out;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MultiNodeTest, WorkerFailureRestartsEveryAgentsWorkers) {

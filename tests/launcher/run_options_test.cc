@@ -257,5 +257,47 @@ TEST(ProbeHostTest, CountsGpusFromDriverDirectory) {
   fs::remove_all(root);
 }
 
+TEST_F(RunOptionsTest, KubernetesEnvironment) {
+  // An Indexed Job's pod index is the node-rank hint.
+  env_["JOB_COMPLETION_INDEX"] = "3";
+  auto o = parse({script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rank_hint, 3);
+  env_["JOB_COMPLETION_INDEX"] = "-1";
+  EXPECT_EQ(error({script_}),
+            "JOB_COMPLETION_INDEX '-1': expected an integer >= 0 (the Kubernetes Job's completion "
+            "index)");
+  env_.erase("JOB_COMPLETION_INDEX");
+  EXPECT_FALSE(parse({script_})->rank_hint.has_value());
+
+  // The node's switch path, looked up by node name in a map made from a node label.
+  const std::string map = (dir_ / "paths").string();
+  std::ofstream(map) << "# made from the node label\nnode-a spine0/leaf1\nnode-b spine1/leaf3\n";
+  env_["GANGWAY_NODE_NAME"] = "node-b";
+  o = parse({"--network-path-map", map, script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->network_path, "spine1/leaf3");
+  EXPECT_TRUE(o->notes.empty());
+  // --network-path wins over the map.
+  o = parse({"--network-path-map", map, "--network-path", "s9/l9", script_});
+  EXPECT_EQ(o->network_path, "s9/l9");
+  // A node the map does not name, or no map at all (an optional ConfigMap not created): the job
+  // runs without a location, and says why.
+  env_["GANGWAY_NODE_NAME"] = "node-z";
+  o = parse({"--network-path-map", map, script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->network_path.empty());
+  ASSERT_EQ(o->notes.size(), 1u);
+  EXPECT_NE(o->notes[0].find("does not name node 'node-z'"), std::string::npos) << o->notes[0];
+  o = parse({"--network-path-map", (dir_ / "absent").string(), script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_NE(o->notes.at(0).find("does not exist"), std::string::npos);
+  // A malformed map is an error naming the file and line.
+  std::ofstream(map) << "node-a spine0/leaf1\nnode-b spine1//leaf3\n";
+  EXPECT_EQ(error({"--network-path-map", map, script_})
+                .rfind("--network-path-map: network-path map " + map + ":2: ", 0),
+            0u);
+}
+
 }  // namespace
 }  // namespace gangway::launcher

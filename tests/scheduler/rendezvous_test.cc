@@ -390,5 +390,25 @@ TEST_F(RendezvousTest, ParallelismIsFixedByTheFirstJoin) {
             "--parallelism 'tp=2,pp=1' disagrees with job 'job', which has 'tp=2,pp=2'");
 }
 
+TEST_F(RendezvousTest, RankHintsOrderNewcomers) {
+  // Kubernetes pods join in any order; their Job indexes decide the node ranks.
+  for (const auto& [agent, hint] :
+       std::vector<std::pair<std::string, int>>{{"a1", 2}, {"a2", 0}, {"a3", 1}}) {
+    v1::JoinRequest r = joinRequest(agent, 2, 3, 3);
+    r.set_rank_hint(hint);
+    ASSERT_TRUE(rdzv_.join(r, "", now_).ok());
+    auto h = rdzv_.watch(
+        "job", agent, [this, agent](const v1::RoundEvent& e) { events_[agent].push_back(e); },
+        now_);
+    ASSERT_TRUE(h.ok());
+    handles_[agent] = *h;
+  }
+  settle();
+  ASSERT_EQ(view().round, 1);
+  EXPECT_EQ(last("a2").assignment().node_rank(), 0);
+  EXPECT_EQ(last("a3").assignment().node_rank(), 1);
+  EXPECT_EQ(last("a1").assignment().node_rank(), 2);
+}
+
 }  // namespace
 }  // namespace gangway::scheduler

@@ -175,5 +175,25 @@ TEST(Discover, LoadTopologyFileReportsMissingFile) {
   EXPECT_EQ(t.status().message(), "cannot read topology file /nonexistent/topo.json");
 }
 
+TEST(Discover, LookupNetworkPath) {
+  const std::string file =
+      std::filesystem::temp_directory_path() / ("gangway_paths_" + std::to_string(::getpid()));
+  std::ofstream(file) << "# node  path\n\nnode-a\tspine0/leaf1   # rack 3\nnode-b spine1/leaf3\n";
+  EXPECT_EQ(*lookupNetworkPath(file, "node-a"), "spine0/leaf1");
+  EXPECT_EQ(*lookupNetworkPath(file, "node-b"), "spine1/leaf3");
+  EXPECT_EQ(lookupNetworkPath(file, "node-c").status().message(),
+            "network-path map " + file + " does not name node 'node-c'");
+  EXPECT_TRUE(absl::IsNotFound(lookupNetworkPath(file + ".none", "node-a").status()));
+  std::ofstream(file) << "node-a spine0/leaf1\nnode-b\n";
+  auto bad = lookupNetworkPath(file, "node-a");
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_EQ(bad.status().message(),
+            "network-path map " + file + ":2: expected 'NODE PATH' (e.g. gpu-node-7 spine2/leaf7)");
+  std::ofstream(file) << "node-a spine0/leaf1\nnode-a spine0/leaf2\n";
+  EXPECT_NE(lookupNetworkPath(file, "node-a").status().message().find("named twice"),
+            std::string::npos);
+  std::filesystem::remove(file);
+}
+
 }  // namespace
 }  // namespace gangway::topology
