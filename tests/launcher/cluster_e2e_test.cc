@@ -859,6 +859,64 @@ TEST(ClusterE2eTest, CorruptDataDirIsRefusedAndLeftAsItIs) {
   EXPECT_EQ(directoryContents(data), before) << "the data directory was changed";
 }
 
+// GET PATH from 127.0.0.1:PORT; returns "STATUS BODY" (e.g. "200 ok\n"), or "" on failure.
+std::string httpGet(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  (void)!::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) resp.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  const size_t sp = resp.find(' ');
+  const size_t body = resp.find("\r\n\r\n");
+  if (sp == npos || body == npos) return "";
+  return resp.substr(sp + 1, 3) + " " + resp.substr(body + 4);
+}
+
+TEST(ClusterE2eTest, ConfigFileAndHealthEndpoints) {
+  // As deploy/scheduler runs it: settings from a TOML file, probes on the HTTP port.
+  TempDir dir;
+  writeFile(dir.file("scheduler.toml"),
+            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"127.0.0.1:0\"\n"
+            "queue = [\"default=0\", \"prod=16\"]\nmin-resize-interval = 30\n",
+            0644);
+  auto sched = AgentProcess::start(
+      {"scheduler", "--config", dir.file("scheduler.toml"), "--data-dir", dir.file("state")});
+  ASSERT_TRUE(sched->waitForStdout(
+      [](const std::string& out) { return out.find("listening on") != npos; }, 30s))
+      << sched->err();
+  const std::string first = sched->out().substr(0, sched->out().find('\n'));
+  ASSERT_NE(first.find("HTTP (/metrics, /healthz, /readyz) on port "), npos) << first;
+  const int port = std::stoi(first.substr(first.rfind(' ') + 1));
+  EXPECT_NE(sched->out().find("listening on 127.0.0.1:"), npos) << sched->out();  // from the file
+  EXPECT_EQ(httpGet(port, "/healthz"), "200 ok\n");
+  EXPECT_EQ(httpGet(port, "/readyz"), "200 serving\n");
+  const std::string metrics = httpGet(port, "/metrics");
+  EXPECT_EQ(metrics.rfind("200 ", 0), 0u) << metrics;
+  EXPECT_NE(metrics.find("queue=\"prod\""), npos) << metrics;  // the file's queue
+  EXPECT_EQ(httpGet(port, "/nope").substr(0, 3), "404");
+  sched->signal(SIGTERM);
+  EXPECT_EQ(sched->wait().exit_code, 0);
+
+  // A misspelt key is refused with one line, before anything is opened.
+  writeFile(dir.file("bad.toml"), "queues = [\"prod=16\"]\n", 0644);
+  const AgentResult bad = runAgent(
+      {"scheduler", "--config", dir.file("bad.toml"), "--data-dir", dir.file("state2")}, {}, 30s);
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("gangway scheduler: error: "), npos) << bad.err;
+  EXPECT_NE(bad.err.find("queues"), npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("state2")));
+}
+
 TEST(ClusterE2eTest, TokensGuardSubmitAndCancel) {
   TempDir dir;
   writeFile(dir.file("admin.tok"), "s3cret-admin\n", 0600);
