@@ -1,0 +1,31 @@
+// HOST:PORT addresses, parsed and formatted in one place, and the control plane's default port.
+#pragma once
+
+#include <string>
+
+#include <absl/status/statusor.h>
+#include <absl/strings/string_view.h>
+
+namespace gangway {
+
+// Where the control plane listens unless told otherwise (`gangway scheduler`, the rendezvous
+// endpoint of `gangway run`, the cluster commands' `--scheduler`).
+inline constexpr int kDefaultControlPlanePort = 29400;
+
+struct HostPort {
+  std::string host;  // a name or an address, IPv6 without brackets; may be empty (any address)
+  int port = 0;
+};
+
+// Parses "HOST:PORT", "[IPV6]:PORT", a bare IPv6 address or "HOST". A missing port gives
+// `default_port`; a negative `default_port` makes the port required. The host may be empty
+// (":9400": any address); callers that need one check. Errors are InvalidArgument and read
+// "WHAT 'TEXT': ..." with `what` naming the input ("endpoint", "--listen").
+absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view what,
+                                       int default_port);
+
+// "HOST:PORT", with brackets around an IPv6 host.
+std::string formatHostPort(absl::string_view host, int port);
+inline std::string formatHostPort(const HostPort& hp) { return formatHostPort(hp.host, hp.port); }
+
+}  // namespace gangway

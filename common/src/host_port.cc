@@ -1,0 +1,51 @@
+#include "gangway/common/host_port.h"
+
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+
+namespace gangway {
+
+absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view what,
+                                       int default_port) {
+  auto bad = [&](absl::string_view expected) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", text, "': ", expected));
+  };
+  HostPort out;
+  absl::string_view port_text;
+  bool has_port = false;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find(']');
+    if (close == absl::string_view::npos) return bad("unclosed '['");
+    out.host = std::string(text.substr(1, close - 1));
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') return bad("expected [ADDRESS]:PORT");
+      port_text = text.substr(close + 2);
+      has_port = true;
+    }
+  } else if (const auto colon = text.rfind(':'); colon != absl::string_view::npos) {
+    if (text.find(':') != colon) {
+      out.host = std::string(text);  // a bare IPv6 address
+    } else {
+      out.host = std::string(text.substr(0, colon));
+      port_text = text.substr(colon + 1);
+      has_port = true;
+    }
+  } else {
+    out.host = std::string(text);
+  }
+  has_port = has_port && !port_text.empty();  // "HOST:" is HOST with the default port
+  if (!has_port && default_port < 0) return bad("expected HOST:PORT");
+  out.port = default_port;
+  if (has_port &&
+      (!absl::SimpleAtoi(port_text, &out.port) || out.port < 0 || out.port > 65535)) {
+    return bad("expected HOST:PORT with a port 0 to 65535");
+  }
+  return out;
+}
+
+std::string formatHostPort(absl::string_view host, int port) {
+  return host.find(':') != absl::string_view::npos ? absl::StrCat("[", host, "]:", port)
+                                                   : absl::StrCat(host, ":", port);
+}
+
+}  // namespace gangway
