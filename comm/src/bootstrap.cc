@@ -8,8 +8,10 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 
-#include "gangway/scheduler/client.h"
-#include "gangway/scheduler/kv_store.h"
+#include "gangway/common/worker_env.h"
+#include "gangway/scheduler/client/channel.h"
+#include "gangway/scheduler/client/grpc_store.h"
+#include "gangway/scheduler/client/store.h"
 
 namespace gangway::comm {
 
@@ -117,11 +119,11 @@ std::unique_ptr<Bootstrap> makeStoreBootstrap(std::unique_ptr<scheduler::Store> 
 std::unique_ptr<Bootstrap> makeSingleBootstrap() { return std::make_unique<SingleBootstrap>(); }
 
 absl::StatusOr<std::unique_ptr<Bootstrap>> bootstrapFromEnvironment() {
-  const char* store = std::getenv("GANGWAY_STORE");
+  const char* store = std::getenv(env::kStore);
   if (store != nullptr && *store != '\0') {
-    auto rank = intFromEnv("RANK", -1, 0);
+    auto rank = intFromEnv(env::kRank, -1, 0);
     if (!rank.ok()) return rank.status();
-    auto size = intFromEnv("WORLD_SIZE", -1, 1);
+    auto size = intFromEnv(env::kWorldSize, -1, 1);
     if (!size.ok()) return size.status();
     if (*rank < 0 || *size < 0) {
       return absl::InvalidArgumentError(
@@ -131,21 +133,21 @@ absl::StatusOr<std::unique_ptr<Bootstrap>> bootstrapFromEnvironment() {
       return absl::InvalidArgumentError(
           absl::StrCat("RANK=", *rank, " is not below WORLD_SIZE=", *size));
     }
-    auto local = intFromEnv("LOCAL_RANK", 0, 0);
+    auto local = intFromEnv(env::kLocalRank, 0, 0);
     if (!local.ok()) return local.status();
     scheduler::ChannelOptions channel_options;
     channel_options.address = store;
-    channel_options.tls_ca_file = envOr("GANGWAY_STORE_TLS_CA", "");
+    channel_options.tls_ca_file = envOr(env::kStoreTlsCa, "");
     auto channel = scheduler::makeChannel(channel_options);
     if (!channel.ok()) return channel.status();
-    const std::string job = envOr("GANGWAY_JOB_ID", "default");
-    auto kv = scheduler::makeGrpcStore(*std::move(channel), job, envOr("GANGWAY_STORE_TOKEN", ""));
+    const std::string job = envOr(env::kJobId, "default");
+    auto kv = scheduler::makeGrpcStore(*std::move(channel), job, envOr(env::kStoreToken, ""));
     const std::string scope =
-        absl::StrCat("comm/", envOr("GANGWAY_ROUND", "0"), "/", store_bootstraps.fetch_add(1));
+        absl::StrCat("comm/", envOr(env::kRound, "0"), "/", store_bootstraps.fetch_add(1));
     return makeStoreBootstrap(std::move(kv), *rank, *size, *local, scope);
   }
   if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return makeMpiBootstrap();
-  auto size = intFromEnv("WORLD_SIZE", 1, 1);
+  auto size = intFromEnv(env::kWorldSize, 1, 1);
   if (!size.ok()) return size.status();
   if (*size > 1) {
     return absl::InvalidArgumentError(

@@ -1,17 +1,21 @@
 #include "gangway/launcher/error_file.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_replace.h>
 #include <absl/time/time.h>
 #include <nlohmann/json.hpp>
 
+#include "gangway/common/file.h"
 #include "gangway/launcher/restart_policy.h"
 
 namespace gangway::launcher {
+namespace {
+
+// A worker writes its message and traceback; anything larger is not a report.
+constexpr std::size_t kMaxErrorFileBytes = 16 << 20;
+
+}  // namespace
 
 absl::StatusOr<ErrorReport> parseErrorReport(absl::string_view json) {
   const nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
@@ -48,11 +52,12 @@ absl::StatusOr<ErrorReport> parseErrorReport(absl::string_view json) {
 }
 
 absl::StatusOr<ErrorReport> readErrorReport(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": no error file"));
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto r = parseErrorReport(buf.str());
+  auto text = readFile(path, "error file", kMaxErrorFileBytes);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat(path, ": no error file"));
+  }
+  if (!text.ok()) return text.status();
+  auto r = parseErrorReport(*text);
   if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
   return r;
 }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <absl/strings/str_cat.h>
 
 #include "gangway/common/log.h"
 #include "gangway/launcher/pool_agent.h"
@@ -11,7 +12,7 @@
 #include "gangway/launcher/topo_cli.h"
 #include "gangway/launcher/worker_env.h"
 #include "gangway/scheduler/cli.h"
-#include "gangway/scheduler/cluster_cli.h"
+#include "gangway/scheduler/client/cluster_cli.h"
 
 namespace {
 
@@ -105,17 +106,17 @@ int main(int argc, char** argv) {
     auto options = gangway::launcher::resolveRunOptions(
         gangway::launcher::collectRunFlags(*run, env), env, gangway::launcher::probeHost());
     if (!options.ok()) {
-      std::fprintf(stderr, "gangway run: error: %s\n",
-                   std::string(options.status().message()).c_str());
+      gangway::launcher::printRunMessage(absl::StrCat("error: ", options.status().message()));
       return 2;
     }
     auto supervisor = gangway::launcher::Supervisor::create(*std::move(options), env);
     if (!supervisor.ok()) {
-      std::fprintf(stderr, "gangway run: error: %s\n",
-                   std::string(supervisor.status().message()).c_str());
+      gangway::launcher::printRunMessage(absl::StrCat("error: ", supervisor.status().message()));
       return 2;
     }
-    return (*supervisor)->run();
+    const gangway::launcher::RunResult result = (*supervisor)->run();
+    gangway::launcher::printRunMessage(result.message);
+    return result.exit_code;
   }
   return 2;
 }

@@ -1,13 +1,11 @@
 #include "gangway/launcher/pool_agent.h"
 
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,21 +16,26 @@
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
-#include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <absl/strings/strip.h>
 #include <absl/synchronization/mutex.h>
 #include <absl/time/clock.h>
 
+#include "gangway/common/fd.h"
+#include "gangway/common/file.h"
+#include "gangway/common/host_port.h"
+#include "gangway/common/hostname.h"
 #include "gangway/common/log.h"
+#include "gangway/common/status.h"
 #include "gangway/launcher/run_options.h"
-#include "gangway/scheduler/client.h"
-#include "gangway/scheduler/server.h"
-#include "gangway/topology/discover.h"
+#include "gangway/scheduler/client/agent_session.h"
+#include "gangway/scheduler/client/channel.h"
+#include "gangway/topology/network_path.h"
 #include "gangway/v1/cluster.grpc.pb.h"
 
+#include "network.h"
 #include "process.h"
-#include "rendezvous_client.h"
+#include <fcntl.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -67,167 +70,120 @@ struct Run {
   absl::Time kill_at = absl::InfiniteFuture();
 };
 
-class PoolAgent {
+constexpr absl::Duration kRegisterTimeout = absl::Seconds(5);
+constexpr absl::Duration kReportTimeout = absl::Seconds(5);
+
+// Writes the job's token where only this user can read it, never through a link.
+absl::Status writeTokenFile(const std::string& path, const std::string& token) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return GW_ERRNO(absl::StrCat("open ", path));
+  if (::fchmod(fd.get(), 0600) != 0) return GW_ERRNO(absl::StrCat("chmod ", path));
+  const std::string content = absl::StrCat(token, "\n");
+  if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return GW_ERRNO(absl::StrCat("write ", path));
+  }
+  return absl::OkStatus();
+}
+
+class PoolAgent final : private scheduler::AgentSession::Calls {
  public:
-  explicit PoolAgent(AgentOptions o) : o_(std::move(o)) {}
+  PoolAgent(AgentOptions options, std::string program)
+      : options_(std::move(options)),
+        program_(std::move(program)),
+        session_({.endpoints = options_.schedulers,
+                  .tls_ca_file = options_.tls_ca,
+                  .token = options_.token,
+                  .peer = "scheduler",
+                  .joined = "the scheduler",
+                  .log_component = "agent",
+                  .attempt_timeout = kRegisterTimeout,
+                  .rejoin = true,
+                  .rejoin_timeout = options_.reconnect_timeout},
+                 *this) {}
 
   int run(const sigset_t& stop_signals) {
     std::thread signals([this, stop_signals] {
       int sig = 0;
       sigwait(&stop_signals, &sig);
       log().info("received SIG{}: stopping", sigabbrev_np(sig));
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-      if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+      {
+        absl::MutexLock lock(&mu_);
+        stopping_ = true;
+      }
+      session_.cancel();
     });
     signals.detach();
 
-    if (!connect(absl::Now() + o_.reconnect_timeout)) return shutdown(1);
-    std::thread watcher([this] { watchLoop(); });
-    std::thread beater([this] { heartbeatLoop(); });
-    const int code = loop();
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-      if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+    if (absl::Status s = session_.join(options_.reconnect_timeout); !s.ok()) {
+      if (!absl::IsCancelled(s)) printError(s);
+      return shutdown(1);
     }
-    watcher.join();
-    beater.join();
+    session_.start();
+    const int code = loop();
+    session_.cancel();
     return shutdown(code);
   }
 
  private:
-  std::unique_ptr<grpc::ClientContext> context(absl::Duration timeout) const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!o_.token.empty()) ctx->AddMetadata(scheduler::kTokenMetadata, o_.token);
-    if (timeout != absl::InfiniteDuration()) {
-      ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  // "gangway agent: error: ..." for a scheduler that refused this node or stayed unreachable.
+  void printError(const absl::Status& s) {
+    if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsInvalidArgument(s)) {
+      std::fprintf(stderr, "gangway agent: error: %s\n", std::string(s.message()).c_str());
+    } else {
+      std::fprintf(stderr, "gangway agent: error: the scheduler at %s refused node %s: %s\n",
+                   session_.endpoint().c_str(), options_.node_id.c_str(),
+                   std::string(s.message()).c_str());
     }
-    return ctx;
   }
 
-  bool stopping() {
-    absl::MutexLock lock(&mu_);
-    return stopping_;
-  }
-
-  // Registers with the first scheduler that answers, until `deadline`.
-  bool connect(absl::Time deadline) {
-    absl::Duration backoff = absl::Milliseconds(50);
-    for (size_t attempt = 0;; ++attempt) {
-      if (stopping()) return false;
-      const std::string& endpoint = o_.schedulers[attempt % o_.schedulers.size()];
-      auto channel = scheduler::makeChannel({.address = endpoint, .tls_ca_file = o_.tls_ca});
-      if (!channel.ok()) {
-        log().error("{}", std::string(channel.status().message()));
-        return false;
-      }
-      std::shared_ptr<v1::Cluster::Stub> stub = v1::Cluster::NewStub(*channel);
-      v1::RegisterNodeRequest req;
-      req.set_node_id(o_.node_id);
-      req.set_address(o_.address);
-      req.mutable_topology()->set_gpu_count(o_.gpus);
-      req.mutable_topology()->set_network_path(o_.network_path);
-      req.mutable_topology()->set_nvlink_domain(o_.nvlink_domain);
-      char host[256] = {};
-      ::gethostname(host, sizeof(host) - 1);
-      req.mutable_topology()->set_hostname(host);
-      {
-        absl::MutexLock lock(&mu_);
-        for (const auto& [job, run] : runs_) req.add_running_jobs(job);
-      }
-      v1::RegisterNodeResponse resp;
-      auto ctx = context(absl::Seconds(5));
-      const grpc::Status s = stub->RegisterNode(ctx.get(), req, &resp);
-      if (s.ok()) {
-        absl::MutexLock lock(&mu_);
-        stub_ = std::move(stub);
-        endpoint_ = endpoint;
-        heartbeat_interval_ =
-            absl::Milliseconds(std::max<int64_t>(50, resp.heartbeat_interval_ms()));
-        log().info("node {} registered with the scheduler at {}", o_.node_id, endpoint);
-        return true;
-      }
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-        std::fprintf(stderr, "gangway agent: error: the scheduler at %s refused node %s: %s\n",
-                     endpoint.c_str(), o_.node_id.c_str(), s.error_message().c_str());
-        return false;
-      }
-      if (absl::Now() + backoff > deadline) {
-        std::fprintf(stderr,
-                     "gangway agent: error: cannot reach the scheduler at %s within %s: %s\n",
-                     absl::StrJoin(o_.schedulers, ",").c_str(),
-                     absl::FormatDuration(o_.reconnect_timeout).c_str(), s.error_message().c_str());
-        return false;
-      }
-      if (attempt % 10 == 0) {
-        log().info("scheduler at {} not reachable yet ({}); retrying", endpoint, s.error_message());
-      }
+  // AgentSession::Calls: the Cluster service's RegisterNode, WatchNode and NodeHeartbeat.
+  absl::StatusOr<absl::Duration> join(const std::string& endpoint,
+                                      const std::shared_ptr<grpc::Channel>& channel,
+                                      grpc::ClientContext& ctx) override {
+    v1::RegisterNodeRequest req;
+    req.set_node_id(options_.node_id);
+    req.set_address(options_.address);
+    req.mutable_topology()->set_gpu_count(options_.gpus);
+    req.mutable_topology()->set_network_path(options_.network_path);
+    req.mutable_topology()->set_nvlink_domain(options_.nvlink_domain);
+    req.mutable_topology()->set_hostname(hostName());
+    {
       absl::MutexLock lock(&mu_);
-      auto stop = [this] { return stopping_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stop), backoff);  // backoff between attempts
-      backoff = std::min(backoff * 2, absl::Seconds(2));
+      for (const auto& [job, run] : runs_) req.add_running_jobs(job);
     }
+    v1::RegisterNodeResponse resp;
+    GW_RETURN_IF_ERROR(
+        scheduler::fromGrpc(v1::Cluster::NewStub(channel)->RegisterNode(&ctx, req, &resp)));
+    log().info("node {} registered with the scheduler at {}", options_.node_id, endpoint);
+    return absl::Milliseconds(resp.heartbeat_interval_ms());
   }
 
-  void watchLoop() {
-    for (;;) {
-      grpc::ClientContext* ctx = nullptr;
-      std::shared_ptr<v1::Cluster::Stub> stub;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-        watch_ctx_ = context(absl::InfiniteDuration());
-        ctx = watch_ctx_.get();
-        stub = stub_;
-        ++watch_generation_;
-      }
-      v1::WatchNodeRequest req;
-      req.set_node_id(o_.node_id);
-      auto reader = stub->WatchNode(ctx, req);
-      v1::NodeEvent event;
-      while (reader->Read(&event)) {
-        absl::MutexLock lock(&mu_);
-        events_.push_back(event);
-      }
-      const grpc::Status s = reader->Finish();
-      if (stopping()) return;
-      log().warn("lost the scheduler at {} ({}); registering again for up to {}", endpoint_,
-                 s.error_message(), absl::FormatDuration(o_.reconnect_timeout));
-      if (!connect(absl::Now() + o_.reconnect_timeout)) {
-        absl::MutexLock lock(&mu_);
-        lost_ = true;
-        return;
-      }
+  absl::Status watch(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext& ctx,
+                     bool* /*final_event*/) override {
+    v1::WatchNodeRequest req;
+    req.set_node_id(options_.node_id);
+    auto stub = v1::Cluster::NewStub(channel);
+    auto reader = stub->WatchNode(&ctx, req);
+    v1::NodeEvent event;
+    while (reader->Read(&event)) {
+      absl::MutexLock lock(&mu_);
+      events_.push_back(event);
     }
+    return scheduler::fromGrpc(reader->Finish());
   }
 
-  void heartbeatLoop() {
-    for (;;) {
-      std::shared_ptr<v1::Cluster::Stub> stub;
-      absl::Duration interval;
-      uint64_t generation = 0;
-      {
-        absl::MutexLock lock(&mu_);
-        auto stop = [this] { return stopping_ || lost_; };
-        if (mu_.AwaitWithTimeout(absl::Condition(&stop), heartbeat_interval_)) return;
-        stub = stub_;
-        interval = heartbeat_interval_;
-        generation = watch_generation_;
-      }
-      v1::NodeHeartbeatRequest req;
-      req.set_node_id(o_.node_id);
-      v1::NodeHeartbeatResponse resp;
-      auto ctx = context(interval * 2);
-      const grpc::Status s = stub->NodeHeartbeat(ctx.get(), req, &resp);
-      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        // The scheduler counts this node as lost (or restarted): register again, unless that
-        // already happened since this heartbeat was sent.
-        absl::MutexLock lock(&mu_);
-        if (watch_ctx_ != nullptr && watch_generation_ == generation) watch_ctx_->TryCancel();
-      }
-    }
+  absl::Status heartbeat(const std::shared_ptr<grpc::Channel>& channel,
+                         grpc::ClientContext& ctx) override {
+    v1::NodeHeartbeatRequest req;
+    req.set_node_id(options_.node_id);
+    v1::NodeHeartbeatResponse resp;
+    return scheduler::fromGrpc(v1::Cluster::NewStub(channel)->NodeHeartbeat(&ctx, req, &resp));
+  }
+
+  void lost(const std::string& why, const absl::Status& rejoin) override {
+    printError(rejoin.ok() ? absl::UnavailableError(why) : rejoin);
+    absl::MutexLock lock(&mu_);
+    lost_ = true;
   }
 
   // The agent's main loop: carries out orders, reaps runs, enforces grace periods.
@@ -253,7 +209,7 @@ class PoolAgent {
       for (auto& [job, run] : runs_) {
         if (run.releasing && now >= run.kill_at) {
           log().warn("job {}: gangway run (pid {}) still alive after {}: SIGKILL", job, run.pid,
-                     absl::FormatDuration(o_.grace));
+                     absl::FormatDuration(options_.grace));
           ::kill(-run.pid, SIGKILL);
           ::kill(run.pid, SIGKILL);
           run.kill_at = absl::InfiniteFuture();
@@ -283,45 +239,46 @@ class PoolAgent {
     start(l);
   }
 
+  // The `gangway run` command line for a Launch: joined to the job's rendezvous on the scheduler
+  // as this node, with the job's size and command.
+  absl::StatusOr<std::vector<std::string>> runArgs(const v1::Launch& l,
+                                                   const std::string& token_file) const {
+    const v1::JobSpec& spec = l.spec();
+    std::string conf = absl::StrCat("agent_id=", options_.node_id, ",scheduled=true,is_host=false");
+    if (!l.token().empty()) absl::StrAppend(&conf, ",token_file=", token_file);
+    if (!options_.tls_ca.empty()) absl::StrAppend(&conf, ",tls_ca=", options_.tls_ca);
+    std::vector<std::pair<std::string, std::string>> flags = {
+        {"rdzv-backend", "c10d"},
+        {"rdzv-endpoint", session_.endpoint()},
+        {"rdzv-id", l.job_id()},
+        {"nnodes", absl::StrCat(spec.min_nodes(), ":", spec.max_nodes())},
+        {"nproc-per-node", absl::StrCat(spec.nproc_per_node())},
+        {"max-restarts", absl::StrCat(spec.max_restarts())},
+        {"local-addr", options_.address},
+        {"rdzv-conf", conf}};
+    if (!options_.network_path.empty()) flags.emplace_back("network-path", options_.network_path);
+    if (spec.no_python()) flags.emplace_back("no-python", "1");
+    GW_ASSIGN_OR_RETURN(std::vector<std::string> args,
+                        toRunArgs(flags, {spec.command().begin(), spec.command().end()}));
+    args.insert(args.begin(), {"gangway", "run"});
+    return args;
+  }
+
   void start(const v1::Launch& l) {
-    const std::string job_dir = absl::StrCat(o_.work_dir, "/", l.job_id());
+    const std::string job_dir = absl::StrCat(options_.work_dir, "/", l.job_id());
     std::error_code ec;
     std::filesystem::create_directories(job_dir, ec);
     const std::string token_file = absl::StrCat(job_dir, "/token");
-    {
-      std::ofstream out(token_file, std::ios::trunc);
-      out << l.token() << "\n";
-    }
-    ::chmod(token_file.c_str(), 0600);
-    const v1::JobSpec& spec = l.spec();
-    const std::string endpoint = [&] {
-      absl::MutexLock lock(&mu_);
-      return endpoint_;
-    }();
-    std::string conf = absl::StrCat("agent_id=", o_.node_id, ",scheduled=true,is_host=false");
-    if (!l.token().empty()) absl::StrAppend(&conf, ",token_file=", token_file);
-    if (!o_.tls_ca.empty()) absl::StrAppend(&conf, ",tls_ca=", o_.tls_ca);
-    std::vector<std::string> argv = {
-        "gangway",          "run",
-        "--rdzv-backend",   "c10d",
-        "--rdzv-endpoint",  endpoint,
-        "--rdzv-id",        l.job_id(),
-        "--nnodes",         absl::StrCat(spec.min_nodes(), ":", spec.max_nodes()),
-        "--nproc-per-node", absl::StrCat(spec.nproc_per_node()),
-        "--max-restarts",   absl::StrCat(spec.max_restarts()),
-        "--local-addr",     o_.address,
-        "--rdzv-conf",      conf};
-    if (!o_.network_path.empty()) {
-      argv.push_back("--network-path");
-      argv.push_back(o_.network_path);
-    }
-    if (spec.no_python()) argv.push_back("--no-python");
-    for (const std::string& a : spec.command()) argv.push_back(a);
+    absl::Status prepared = writeTokenFile(token_file, l.token());
     SpawnRequest req;
-    req.program = self_;
-    req.argv = argv;
+    if (prepared.ok()) {
+      auto argv = runArgs(l, token_file);
+      prepared = argv.status();
+      if (argv.ok()) req.argv = *std::move(argv);
+    }
+    req.program = program_;
     for (char** e = environ; *e != nullptr; ++e) req.env.emplace_back(*e);
-    auto pid = spawnProcess(req);
+    auto pid = prepared.ok() ? spawnProcess(req) : absl::StatusOr<pid_t>(prepared);
     if (!pid.ok()) {
       log().error("job {}: cannot start gangway run: {}", l.job_id(),
                   std::string(pid.status().message()));
@@ -347,7 +304,7 @@ class PoolAgent {
                it->second.pid);
     ::kill(it->second.pid, SIGTERM);
     it->second.releasing = true;
-    it->second.kill_at = absl::Now() + o_.grace;
+    it->second.kill_at = absl::Now() + options_.grace;
   }
 
   void reap() {
@@ -389,19 +346,15 @@ class PoolAgent {
 
   void reportExit(const std::string& job, int64_t generation, int code, const std::string& msg) {
     v1::ReportExitRequest req;
-    req.set_node_id(o_.node_id);
+    req.set_node_id(options_.node_id);
     req.set_job_id(job);
     req.set_generation(generation);
     req.set_exit_code(code);
     req.set_message(msg);
-    std::shared_ptr<v1::Cluster::Stub> stub;
-    {
-      absl::MutexLock lock(&mu_);
-      stub = stub_;
-    }
     v1::ReportExitResponse resp;
-    auto ctx = context(absl::Seconds(5));
-    const grpc::Status s = stub->ReportExit(ctx.get(), req, &resp);
+    auto ctx = session_.context(kReportTimeout);
+    const grpc::Status s =
+        v1::Cluster::NewStub(session_.channel())->ReportExit(ctx.get(), req, &resp);
     if (!s.ok()) log().warn("job {}: cannot report its exit: {}", job, s.error_message());
   }
 
@@ -413,7 +366,7 @@ class PoolAgent {
       for (const auto& [job, run] : runs_) jobs.push_back(job);
       for (const std::string& job : jobs) releaseLocked(job, "the agent is stopping");
     }
-    const absl::Time deadline = absl::Now() + o_.grace;
+    const absl::Time deadline = absl::Now() + options_.grace;
     for (;;) {
       {
         absl::MutexLock lock(&mu_);
@@ -436,23 +389,16 @@ class PoolAgent {
     return code;
   }
 
- public:
-  std::string self_;
-
- private:
-  const AgentOptions o_;
+  const AgentOptions options_;
+  const std::string program_;  // this gangway binary, which the runs execute
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
-  // Shared with the calls in flight on other threads: connect() replaces it.
-  std::shared_ptr<v1::Cluster::Stub> stub_ ABSL_GUARDED_BY(mu_);
-  uint64_t watch_generation_ ABSL_GUARDED_BY(mu_) = 0;  // counts WatchNode streams
-  std::string endpoint_ ABSL_GUARDED_BY(mu_);
-  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
-  std::unique_ptr<grpc::ClientContext> watch_ctx_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::NodeEvent> events_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Run> runs_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Launch> deferred_ ABSL_GUARDED_BY(mu_);
+  // Last: its threads call back into the members above, and stop before they are destroyed.
+  scheduler::AgentSession session_;
 };
 
 }  // namespace
@@ -519,12 +465,12 @@ int runAgent(const CLI::App& app) {
   for (absl::string_view s : absl::StrSplit(sched, ',', absl::SkipWhitespace())) {
     o.schedulers.emplace_back(absl::StripAsciiWhitespace(s));
   }
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  o.node_id = opt("--node-id").empty() ? host : opt("--node-id");
+  o.node_id = opt("--node-id").empty() ? hostName() : opt("--node-id");
   o.address = opt("--address");
   if (o.address.empty()) {
-    auto addr = routeAddressTo(o.schedulers[0]);
+    auto scheduler = parseHostPort(o.schedulers[0], "--scheduler", kDefaultControlPlanePort);
+    if (!scheduler.ok()) return usage(std::string(scheduler.status().message()));
+    auto addr = routeAddressTo(*scheduler);
     if (!addr.ok()) return usage(std::string(addr.status().message()));
     o.address = *addr;
   }
@@ -548,13 +494,9 @@ int runAgent(const CLI::App& app) {
   }
   o.nvlink_domain = opt("--nvlink-domain");
   if (const std::string f = opt("--token-file"); !f.empty()) {
-    std::ifstream in(f);
-    std::stringstream content;
-    content << in.rdbuf();
-    o.token = std::string(absl::StripAsciiWhitespace(content.str()));
-    if (!in || o.token.empty()) {
-      return usage(absl::StrCat("--token-file '", f, "': cannot be read, or is empty"));
-    }
+    auto token = readSecretFile(f, "--token-file");
+    if (!token.ok()) return usage(std::string(token.status().message()));
+    o.token = *std::move(token);
   }
   o.tls_ca = opt("--tls-ca");
   for (auto [name, target] : {std::pair{"--reconnect-timeout", &o.reconnect_timeout},
@@ -586,10 +528,10 @@ int runAgent(const CLI::App& app) {
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   scheduler::installGrpcLogging();
 
-  PoolAgent agent(o);
   std::error_code self_ec;
-  agent.self_ = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
+  std::string program = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
   if (self_ec) return usage("cannot find this program (/proc/self/exe)");
+  PoolAgent agent(std::move(o), std::move(program));
   return agent.run(mask);
 }
 

@@ -6,9 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include <netinet/in.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <absl/strings/numbers.h>
@@ -17,7 +15,6 @@
 #include "gangway/common/status.h"
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <numaif.h>
 #include <sched.h>
 #include <signal.h>
@@ -52,11 +49,6 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
 }
 
 }  // namespace
-
-void Fd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
 
 void ensureStdFdsOpen() {
   for (int fd = 0; fd <= 2; ++fd) {
@@ -195,39 +187,6 @@ void Watchdog::send(int32_t value) {
 
 void Watchdog::watch(pid_t pgid) { send(pgid); }
 void Watchdog::forget(pid_t pgid) { send(-pgid); }
-
-absl::StatusOr<int> pickFreePort(const std::string& addr) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  const bool resolved = ::getaddrinfo(addr.c_str(), "0", &hints, &res) == 0;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    // First the requested address; if it is not local (or did not resolve), any address.
-    Fd sock(::socket(resolved && attempt == 0 ? res->ai_family : AF_INET,
-                     SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!sock.valid()) continue;
-    sockaddr_storage any{};
-    auto* in = reinterpret_cast<sockaddr_in*>(&any);
-    in->sin_family = AF_INET;
-    const auto* target = reinterpret_cast<const sockaddr*>(&any);
-    socklen_t len = sizeof(sockaddr_in);
-    if (resolved && attempt == 0) {
-      target = res->ai_addr;
-      len = res->ai_addrlen;
-    }
-    if (::bind(sock.get(), target, len) != 0) continue;
-    sockaddr_storage bound{};
-    socklen_t bound_len = sizeof(bound);
-    if (::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0) continue;
-    if (res != nullptr) ::freeaddrinfo(res);
-    const auto& b = reinterpret_cast<const sockaddr_in&>(bound);  // port is at the same offset
-    return static_cast<int>(ntohs(b.sin_port));
-  }
-  if (res != nullptr) ::freeaddrinfo(res);
-  return GW_ERRNO(absl::StrCat("bind a free TCP port on ", addr));
-}
 
 std::vector<pid_t> listChildren() {
   std::vector<pid_t> out;

@@ -1,5 +1,5 @@
-// Process plumbing for the agent: spawning workers into their own process groups, the watchdog
-// that kills worker groups if the agent dies, free ports, and unix file descriptor ownership.
+// Process plumbing for the agent: spawning workers into their own process groups, and the
+// watchdog that kills worker groups if the agent dies.
 #pragma once
 
 #include <functional>
@@ -12,29 +12,9 @@
 
 #include <absl/status/statusor.h>
 
+#include "gangway/common/fd.h"
+
 namespace gangway::launcher {
-
-// Owns one file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 // Makes sure descriptors 0, 1 and 2 are open (on /dev/null if they were closed), so that pipes
 // created later never land on them.
@@ -83,10 +63,6 @@ class Watchdog {
   pid_t pid_;
   Fd pipe_;
 };
-
-// Binds a TCP socket to `addr`:0 (any address if `addr` is not local) and returns the port the
-// kernel chose, for MASTER_PORT.
-absl::StatusOr<int> pickFreePort(const std::string& addr);
 
 // PIDs of this process's children, read from /proc.
 std::vector<pid_t> listChildren();

@@ -1,23 +1,16 @@
-// The agent's side of the rendezvous: joins the job (retrying with backoff until join_timeout),
-// watches its assignments on a background thread, heartbeats on another, and hands every event
-// to the supervisor's event loop through an eventfd.
+// The agent's side of the rendezvous: joins the job (retrying until join_timeout), then watches
+// its assignments and heartbeats on the session's threads (gangway/scheduler/client/
+// agent_session.h), and hands every event to the supervisor's event loop through an eventfd, as
+// plain data: the supervisor sees rounds, stops and the job's end, never the wire format.
 #pragma once
 
-#include <deque>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
-#include <absl/base/thread_annotations.h>
 #include <absl/status/statusor.h>
-#include <absl/synchronization/mutex.h>
 #include <absl/time/time.h>
-
-#include "gangway/v1/rendezvous.grpc.pb.h"
-
-#include "process.h"
-#include <grpcpp/grpcpp.h>
 
 namespace gangway::launcher {
 
@@ -26,6 +19,7 @@ struct RendezvousClientOptions {
   std::string job_id;
   std::string agent_id;
   std::string address;  // this node's address, as the other nodes reach it
+  std::string hostname;
   int local_world_size = 1;
   int min_nodes = 1;
   int max_nodes = 1;
@@ -46,10 +40,32 @@ struct RendezvousClientOptions {
   absl::Duration reconnect_timeout = absl::Seconds(60);
 };
 
-// What the event loop receives: a rendezvous event, or the loss of the rendezvous.
-struct ClientEvent {
-  std::optional<v1::RoundEvent> event;
-  std::string lost;  // set when the stream or the heartbeats failed for good
+// This node's part in one round.
+struct RoundAssignment {
+  int64_t round = 0;
+  int restart_count = 0;  // worker-failure restarts so far
+  int node_rank = 0;
+  int num_nodes = 1;
+  int world_size = 0;   // workers in the round
+  int rank_offset = 0;  // global rank of this node's local rank 0
+  std::string master_addr;
+  int master_port = 0;
+  // This node is rank 0 and picks MASTER_PORT (then publishes it).
+  bool choose_master_port = false;
+};
+
+// What the event loop receives.
+struct RdzvEvent {
+  enum class Kind {
+    kRound,  // a round to run (`round`)
+    kStop,   // stop the workers and wait for the next round (`reason`)
+    kEnd,    // the job ended (`succeeded`, `reason`)
+    kLost,   // the rendezvous is gone for good (`reason`)
+  };
+  Kind kind = Kind::kLost;
+  RoundAssignment round;
+  bool succeeded = false;
+  std::string reason;
 };
 
 class RendezvousClient {
@@ -58,52 +74,20 @@ class RendezvousClient {
   // cannot be reached within join_timeout; the service's own error otherwise.
   static absl::StatusOr<std::unique_ptr<RendezvousClient>> connect(
       const RendezvousClientOptions& options);
-  ~RendezvousClient();
+  virtual ~RendezvousClient() = default;
 
-  int eventFd() const { return event_fd_.get(); }
+  // Readable when events are queued.
+  virtual int eventFd() const = 0;
   // The next event, if any (drains the eventfd when the queue empties).
-  std::optional<ClientEvent> next();
+  virtual std::optional<RdzvEvent> next() = 0;
 
-  absl::Status publishMasterPort(int64_t round, int port);
-  absl::Status report(int64_t round, bool succeeded, const std::string& failure);
-  absl::Status leave(const std::string& reason);
+  virtual absl::Status publishMasterPort(int64_t round, int port) = 0;
+  virtual absl::Status report(int64_t round, bool succeeded, const std::string& failure) = 0;
+  // Leaves the job: no more heartbeats or joining again; events of the round still arrive.
+  virtual absl::Status leave(const std::string& reason) = 0;
   // The round the workers run now and this node's rank in it (for a join again after a restart
   // of the control plane).
-  void setCurrentRound(int64_t round, int node_rank);
-
- private:
-  explicit RendezvousClient(RendezvousClientOptions options) : options_(std::move(options)) {}
-  absl::Status join(absl::Time deadline);
-  // After the Watch stream broke: joins again until reconnect_timeout (scheduled jobs only).
-  bool rejoin(const std::string& why);
-  void watchLoop();
-  void heartbeatLoop();
-  void push(ClientEvent e);
-  std::unique_ptr<grpc::ClientContext> context(absl::Duration timeout) const;
-
-  RendezvousClientOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Rendezvous::Stub> stub_;
-  absl::Duration heartbeat_interval_ = absl::Seconds(1);
-  Fd event_fd_;
-
-  absl::Mutex mu_;
-  std::deque<ClientEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<grpc::ClientContext> watch_ctx_ ABSL_GUARDED_BY(mu_);
-  int64_t current_round_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t watch_generation_ ABSL_GUARDED_BY(mu_) = 0;  // counts Watch streams
-  int current_node_rank_ ABSL_GUARDED_BY(mu_) = 0;
-  std::thread watch_thread_;
-  std::thread heartbeat_thread_;
+  virtual void setCurrentRound(int64_t round, int node_rank) = 0;
 };
-
-// The address of this machine that routes to `endpoint` (HOST:PORT), for other nodes to reach
-// this one; "127.0.0.1" style loopback when the endpoint is local.
-absl::StatusOr<std::string> routeAddressTo(const std::string& endpoint);
-
-// Splits "HOST:PORT" or "[V6]:PORT"; a missing port gives `default_port`.
-absl::StatusOr<std::pair<std::string, int>> splitHostPort(const std::string& endpoint,
-                                                          int default_port);
 
 }  // namespace gangway::launcher

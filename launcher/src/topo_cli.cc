@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -14,7 +12,9 @@
 #include <absl/strings/str_join.h>
 #include <nlohmann/json.hpp>
 
+#include "gangway/common/file.h"
 #include "gangway/topology/discover.h"
+#include "gangway/topology/network_path.h"
 #include "gangway/topology/mapping.h"
 #include "gangway/topology/nccl_xml.h"
 #include "gangway/topology/placement.h"
@@ -47,13 +47,14 @@ struct Cluster {
 };
 
 absl::StatusOr<Cluster> loadCluster(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("--plan: cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = readFile(path, "--plan");
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat("--plan: cannot read ", path));
+  }
+  if (!text.ok()) return text.status();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    j = nlohmann::json::parse(*text);
   } catch (const nlohmann::json::parse_error& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("--plan ", path, ": not valid JSON at byte ", e.byte));

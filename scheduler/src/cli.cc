@@ -2,8 +2,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -13,6 +11,9 @@
 #include <absl/strings/str_split.h>
 #include <absl/strings/strip.h>
 
+#include "gangway/common/file.h"
+#include "gangway/common/host_port.h"
+#include "gangway/common/hostname.h"
 #include "gangway/common/log.h"
 #include "gangway/scheduler/leader_election.h"
 #include "gangway/scheduler/server.h"
@@ -38,6 +39,8 @@ constexpr DurationFlag kDurations[] = {
     {"--heartbeat-timeout", "Seconds without a heartbeat after which an agent is lost.", "3"},
 };
 
+std::string defaultListen() { return formatHostPort("0.0.0.0", kDefaultControlPlanePort); }
+
 absl::StatusOr<absl::Duration> seconds(const CLI::App& app, const DurationFlag& f) {
   const CLI::Option* opt = app.get_option(f.name);
   const std::string text = opt->count() > 0 ? opt->as<std::string>() : f.default_seconds;
@@ -54,8 +57,9 @@ absl::StatusOr<absl::Duration> seconds(const CLI::App& app, const DurationFlag& 
 void addSchedulerFlags(CLI::App& app) {
   app.add_option("--listen")
       ->description(
-          "Address to serve the control plane on, HOST:PORT or [IPv6]:PORT (port 0: any "
-          "free port). [default: 0.0.0.0:29400]")
+          absl::StrCat("Address to serve the control plane on, HOST:PORT or [IPv6]:PORT (port 0: "
+                       "any free port). [default: ",
+                       defaultListen(), "]"))
       ->type_name("ADDR");
   for (const auto& f : kDurations) {
     app.add_option(f.name)
@@ -108,7 +112,7 @@ void addSchedulerFlags(CLI::App& app) {
 int runScheduler(const CLI::App& app) {
   ServerOptions options;
   const CLI::Option* listen = app.get_option("--listen");
-  options.listen = listen->count() > 0 ? listen->as<std::string>() : "0.0.0.0:29400";
+  options.listen = listen->count() > 0 ? listen->as<std::string>() : defaultListen();
   absl::Duration* targets[] = {&options.rendezvous.last_call, &options.rendezvous.join_timeout,
                                &options.rendezvous.heartbeat_interval,
                                &options.rendezvous.heartbeat_timeout};
@@ -155,13 +159,9 @@ int runScheduler(const CLI::App& app) {
     return usage("--queue needs --data-dir or --etcd (the cluster scheduler)");
   }
   if (const std::string f = opt("--admin-token-file"); !f.empty()) {
-    std::ifstream in(f);
-    std::stringstream content;
-    content << in.rdbuf();
-    options.cluster.admin_token = std::string(absl::StripAsciiWhitespace(content.str()));
-    if (!in || options.cluster.admin_token.empty()) {
-      return usage(absl::StrCat("--admin-token-file '", f, "': cannot be read, or is empty"));
-    }
+    auto token = readSecretFile(f, "--admin-token-file");
+    if (!token.ok()) return usage(std::string(token.status().message()));
+    options.cluster.admin_token = *std::move(token);
   }
   const CLI::Option* queues = app.get_option("--queue");
   for (const std::string& q :
@@ -197,8 +197,8 @@ int runScheduler(const CLI::App& app) {
   std::atomic<ControlPlaneServer*> serving{nullptr};
   std::atomic<const char*> waiting{"starting: recovering the state"};
   std::unique_ptr<HttpEndpoint> http;
-  if (const std::string listen = opt("--metrics-listen"); !listen.empty()) {
-    auto started = HttpEndpoint::start(listen, [&](const std::string& path) -> HttpResponse {
+  if (const std::string metrics_listen = opt("--metrics-listen"); !metrics_listen.empty()) {
+    auto started = HttpEndpoint::start(metrics_listen, [&](const std::string& path) -> HttpResponse {
       ControlPlaneServer* server = serving.load();
       if (path == "/healthz") return {200, "ok\n"};
       if (path == "/readyz") {
@@ -225,11 +225,9 @@ int runScheduler(const CLI::App& app) {
     store = *std::move(opened);
   } else if (!etcd.empty()) {
     const std::string prefix = opt("--etcd-prefix").empty() ? "/gangway/" : opt("--etcd-prefix");
-    char host[256] = {};
-    ::gethostname(host, sizeof(host) - 1);
     auto created = createLeaderElection({.endpoints = etcd,
                                          .key = absl::StrCat(prefix, "leader"),
-                                         .candidate = absl::StrCat(host, "-", ::getpid()),
+                                         .candidate = absl::StrCat(hostName(), "-", ::getpid()),
                                          .ttl_seconds = 5,
                                          .rpc_timeout_seconds = 5});
     if (!created.ok()) {

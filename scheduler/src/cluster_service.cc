@@ -1,7 +1,6 @@
 #include "cluster_service.h"
 
-#include "gangway/scheduler/client.h"
-#include "gangway/scheduler/server.h"
+#include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/cluster.grpc.pb.h"
 
 #include "event_stream.h"

@@ -13,7 +13,7 @@
 #include <absl/status/statusor.h>
 #include <absl/synchronization/mutex.h>
 
-#include "gangway/scheduler/client.h"
+#include "gangway/scheduler/client/channel.h"
 
 #include <grpcpp/grpcpp.h>
 

@@ -11,6 +11,7 @@
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
+#include "gangway/common/host_port.h"
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
 
@@ -100,17 +101,10 @@ class Impl final : public HttpEndpoint {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& listen,
                                                                   Handler handler) {
-  const auto colon = listen.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("HTTP address '", listen, "': expected HOST:PORT"));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  auto parsed = parseHostPort(listen, "HTTP address", -1);
+  if (!parsed.ok()) return parsed.status();
+  const std::string& host = parsed->host;
+  const int port = parsed->port;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -8,7 +8,7 @@
 #include <absl/strings/str_format.h>
 
 #include "gangway/common/log.h"
-#include "gangway/topology/discover.h"
+#include "gangway/topology/network_path.h"
 #include "gangway/topology/placement.h"
 
 namespace gangway::scheduler {

@@ -2,15 +2,16 @@
 
 #include <atomic>
 #include <deque>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <absl/strings/str_cat.h>
 #include <absl/synchronization/mutex.h>
 
+#include "gangway/common/file.h"
+#include "gangway/common/host_port.h"
 #include "gangway/common/log.h"
-#include "gangway/scheduler/client.h"
+#include "gangway/common/status.h"
+#include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/rendezvous.grpc.pb.h"
 #include "gangway/v1/store.grpc.pb.h"
 
@@ -293,14 +294,6 @@ class StoreService final : public v1::Store::CallbackService {
   Timer& timer_;
 };
 
-absl::StatusOr<std::string> readFile(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "': cannot be read"));
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class ServerImpl final : public ControlPlaneServer {
  public:
   explicit ServerImpl(const ServerOptions& options)
@@ -320,18 +313,14 @@ class ServerImpl final : public ControlPlaneServer {
         return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
       }
       auto cert = readFile(options.tls_cert_file, "TLS certificate");
-      if (!cert.ok()) return cert.status();
+      if (!cert.ok()) return absl::InvalidArgumentError(cert.status().message());
       auto key = readFile(options.tls_key_file, "TLS key");
-      if (!key.ok()) return key.status();
+      if (!key.ok()) return absl::InvalidArgumentError(key.status().message());
       grpc::SslServerCredentialsOptions ssl;
       ssl.pem_key_cert_pairs.push_back({*key, *cert});
       creds = grpc::SslServerCredentials(ssl);
     }
-    const auto colon = options.listen.rfind(':');
-    if (colon == std::string::npos || colon + 1 == options.listen.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listen address '", options.listen, "': expected HOST:PORT"));
-    }
+    GW_ASSIGN_OR_RETURN(const HostPort listen, parseHostPort(options.listen, "listen address", -1));
     grpc::ServerBuilder builder;
     int bound_port = 0;
     builder.AddListeningPort(options.listen, creds, &bound_port);
@@ -357,7 +346,7 @@ class ServerImpl final : public ControlPlaneServer {
     }
     port_ = bound_port;
     if (cluster_ != nullptr) timer_.setCluster(cluster_.get());
-    address_ = absl::StrCat(options.listen.substr(0, colon), ":", bound_port);
+    address_ = formatHostPort(listen.host, bound_port);
     log().debug("control plane listening on {}{}", address_,
                 options.tls_cert_file.empty() ? "" : " (TLS)");
     return absl::OkStatus();

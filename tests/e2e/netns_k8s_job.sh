@@ -94,6 +94,7 @@ echo "Job: $completions completions, rendezvous $rdzv_host:$rdzv_port; Service $
 
 # The image's paths, and where they are here.
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin-token"
+chmod 600 "$work/admin-token"  # as the Secret's defaultMode: a secret open to others is refused
 mkdir -p "$work/data"
 : >"$work/network-paths"
 for ((i = 0; i < completions; i++)); do echo "node-$i spine0/leaf0" >>"$work/network-paths"; done

@@ -29,7 +29,7 @@
 #include <absl/time/clock.h>
 #include <gtest/gtest.h>
 
-#include "gangway/scheduler/client.h"
+#include "gangway/scheduler/client/channel.h"
 #include "gangway/scheduler/server.h"
 #include "gangway/v1/cluster.grpc.pb.h"
 
@@ -969,6 +969,33 @@ TEST(ClusterE2eTest, TokensGuardSubmitAndCancel) {
   EXPECT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_NE(listed.out.find("\"b\""), npos) << listed.out;
   EXPECT_EQ(listed.out.find(token_a), npos) << listed.out;
+}
+
+TEST(ClusterE2eTest, TokenFilesOthersCanReadAreRefused) {
+  TempDir dir;
+  const std::string open_token = dir.file("open.tok");
+  writeFile(open_token, "s3cret-admin\n", 0644);
+  const std::string fix = "permissions 0644 are too open for a secret";
+
+  const AgentResult sched = runAgent({"scheduler", "--listen", "127.0.0.1:0", "--data-dir",
+                                      dir.file("state"), "--admin-token-file", open_token});
+  EXPECT_EQ(sched.exit_code, 2) << sched.err;
+  EXPECT_NE(sched.err.find("gangway scheduler: error: --admin-token-file '" + open_token + "': " +
+                           fix),
+            npos)
+      << sched.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("state"))) << "nothing is created";
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"submit", "--scheduler", "127.0.0.1:1", "--token-file",
+                                 open_token, "--name", "a", "/bin/true"},
+        std::vector<std::string>{"agent", "--scheduler", "127.0.0.1:1", "--token-file",
+                                 open_token}}) {
+    const AgentResult r = runAgent(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("--token-file '" + open_token + "': " + fix), npos) << r.err;
+    EXPECT_EQ(r.err.find("s3cret"), npos) << "secrets are never printed";
+  }
 }
 
 }  // namespace

@@ -250,8 +250,8 @@ TEST(MultiNodeTest, UnreachableEndpointFailsWithOneLine) {
 TEST(MultiNodeTest, DisagreeingAgentsAreRefused) {
   Scheduler sched;
   TempDir tmp;
-  writeFile(tmp.file("token-a"), "alpha\n");
-  writeFile(tmp.file("token-b"), "bravo\n");
+  writeFile(tmp.file("token-a"), "alpha\n", 0600);
+  writeFile(tmp.file("token-b"), "bravo\n", 0600);
   auto first = AgentProcess::start(agentArgs(sched.address(), "2", "exit 0",
                                              {"--rdzv-conf", "token_file=" + tmp.file("token-a")}));
   ASSERT_TRUE(first->waitForStderr([](const std::string& err) {

@@ -234,6 +234,8 @@ TEST_F(RunOptionsTest, StaticMultiNode) {
 TEST_F(RunOptionsTest, RdzvConfAndAddresses) {
   const std::string token = (dir_ / "token").string();
   std::ofstream(token) << "s3cret\n";
+  std::filesystem::permissions(token, std::filesystem::perms::owner_read |
+                                          std::filesystem::perms::owner_write);
   auto o = parse({"--rdzv-conf",
                   "join_timeout=60,last_call_timeout=0.5,read_timeout=60,token_file=" + token,
                   "--local-addr", "10.1.2.3", "--master-port", "29600", script_});
@@ -300,4 +302,62 @@ TEST_F(RunOptionsTest, KubernetesEnvironment) {
 }
 
 }  // namespace
+TEST_F(RunOptionsTest, TokenFileOthersCanReadIsRefused) {
+  const std::string token = (dir_ / "open-token").string();
+  std::ofstream(token) << "s3cret\n";
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  const std::string message = error({"--rdzv-conf", "token_file=" + token, script_});
+  EXPECT_EQ(message, "--rdzv-conf token_file '" + token +
+                         "': permissions 0604 are too open for a secret: it must not be readable "
+                         "by others (chmod 600 " +
+                         token + ")");
+}
+
+TEST_F(RunOptionsTest, RdzvEndpointIsParsedOnceWithTheDefaultPort) {
+  auto o = parse({"--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "sched", script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_address.host, "sched");
+  EXPECT_EQ(o->rdzv_address.port, 29400);
+  o = parse({"--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "[fd00::1]:7", script_});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->rdzv_address.host, "fd00::1");
+  EXPECT_EQ(o->rdzv_address.port, 7);
+  EXPECT_EQ(error({"--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:99999",
+                   script_}),
+            "invalid --rdzv-endpoint 'h:99999': expected HOST:PORT with a port 0 to 65535");
+  env_["PET_RDZV_ENDPOINT"] = ":29400";
+  EXPECT_EQ(error({"--nnodes", "2", "--rdzv-backend", "c10d", script_}),
+            "invalid PET_RDZV_ENDPOINT ':29400': expected HOST[:PORT] with a host");
+}
+
+TEST_F(RunOptionsTest, ToRunArgsIsReadBackByTheParser) {
+  auto args = toRunArgs({{"rdzv-backend", "c10d"},
+                         {"rdzv-endpoint", "10.0.0.1:29400"},
+                         {"rdzv-id", "job-7"},
+                         {"nnodes", "1:4"},
+                         {"nproc-per-node", "2"},
+                         {"no-python", "1"},
+                         {"module", "0"}},
+                        {"/bin/echo", "--lr", "3e-4"});
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(*args, (std::vector<std::string>{"--rdzv-backend", "c10d", "--rdzv-endpoint",
+                                             "10.0.0.1:29400", "--rdzv-id", "job-7", "--nnodes",
+                                             "1:4", "--nproc-per-node", "2", "--no-python",
+                                             "/bin/echo", "--lr", "3e-4"}));
+  auto o = parse(*args);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->run_id, "job-7");
+  EXPECT_EQ(o->nnodes_min, 1);
+  EXPECT_EQ(o->nnodes_max, 4);
+  EXPECT_EQ(o->nproc_per_node, 2);
+  EXPECT_EQ(o->entry, Entry::kExecutable);
+  EXPECT_EQ(o->argv, (std::vector<std::string>{"/bin/echo", "--lr", "3e-4"}));
+  EXPECT_EQ(o->rdzv_mode, RdzvMode::kEndpoint);
+
+  auto unknown = toRunArgs({{"nproc_per_node", "2"}}, {"train.py"});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().message(),
+            "gangway run has no flag --nproc_per_node (see gangway run --help)");
+}
+
 }  // namespace gangway::launcher

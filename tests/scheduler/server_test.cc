@@ -8,7 +8,8 @@
 #include <absl/synchronization/notification.h>
 #include <gtest/gtest.h>
 
-#include "gangway/scheduler/client.h"
+#include "gangway/scheduler/client/channel.h"
+#include "gangway/scheduler/client/grpc_store.h"
 #include "gangway/v1/rendezvous.grpc.pb.h"
 
 #include "store_conformance.h"

@@ -1,4 +1,5 @@
 #include "gangway/topology/discover.h"
+#include "gangway/topology/network_path.h"
 
 #include <filesystem>
 #include <fstream>

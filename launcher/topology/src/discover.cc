@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
@@ -14,7 +12,10 @@
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 
+#include "gangway/common/file.h"
+#include "gangway/common/hostname.h"
 #include "gangway/topology/nccl_xml.h"
+#include "gangway/topology/network_path.h"
 
 #include "nvml.h"
 #include "verbs.h"
@@ -26,11 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::optional<std::string> readText(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return std::string(absl::StripAsciiWhitespace(ss.str()));
+  auto text = readFile(p.string(), "sysfs file", 1 << 20);
+  if (!text.ok()) return std::nullopt;
+  return std::string(absl::StripAsciiWhitespace(*text));
 }
 
 int readInt(const fs::path& p, int fallback) {
@@ -83,17 +82,13 @@ double leadingNumber(const std::string& text) {
 
 class Discovery {
  public:
-  explicit Discovery(const DiscoverOptions& o) : o_(o), root_(o.root.empty() ? "/" : o.root) {}
+  explicit Discovery(const DiscoverOptions& o) : options_(o), root_(o.root.empty() ? "/" : o.root) {}
 
   NodeTopology run() {
-    t_.source = absl::StrCat("sysfs ", o_.root.empty() ? "/" : o_.root);
-    t_.hostname = o_.hostname;
-    if (t_.hostname.empty()) {
-      char host[256] = {};
-      if (::gethostname(host, sizeof(host) - 1) == 0) t_.hostname = host;
-    }
+    topo_.source = absl::StrCat("sysfs ", options_.root.empty() ? "/" : options_.root);
+    topo_.hostname = options_.hostname.empty() ? hostName() : options_.hostname;
     if (!fs::exists(sys("class/pci_bus")) && fs::exists(sys("bus/pci/devices"))) {
-      t_.notes.push_back(
+      topo_.notes.push_back(
           "no /sys/class/pci_bus (usual in containers): PCI paths come from /sys/bus/pci/devices");
     }
     cpusAndNuma();
@@ -103,7 +98,7 @@ class Discovery {
     pciDevices();
     cpuModel();
     networkPath();
-    return std::move(t_);
+    return std::move(topo_);
   }
 
  private:
@@ -111,7 +106,7 @@ class Discovery {
 
   void cpusAndNuma() {
     if (auto online = readText(sys("devices/system/cpu/online"))) {
-      if (auto cpus = parseCpuList(*online); cpus.ok()) t_.cpus = *cpus;
+      if (auto cpus = parseCpuList(*online); cpus.ok()) topo_.cpus = *cpus;
     }
     for (const auto& name : listDir(sys("devices/system/node"))) {
       int id = 0;
@@ -130,21 +125,21 @@ class Discovery {
           }
         }
       }
-      t_.numa_nodes.push_back(std::move(n));
+      topo_.numa_nodes.push_back(std::move(n));
     }
-    if (t_.cpus.empty()) {
-      for (const auto& n : t_.numa_nodes)
-        t_.cpus.insert(t_.cpus.end(), n.cpus.begin(), n.cpus.end());
-      std::sort(t_.cpus.begin(), t_.cpus.end());
-      if (t_.cpus.empty() && root_ == "/") {
+    if (topo_.cpus.empty()) {
+      for (const auto& n : topo_.numa_nodes)
+        topo_.cpus.insert(topo_.cpus.end(), n.cpus.begin(), n.cpus.end());
+      std::sort(topo_.cpus.begin(), topo_.cpus.end());
+      if (topo_.cpus.empty() && root_ == "/") {
         const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-        for (long c = 0; c < n; ++c) t_.cpus.push_back(static_cast<int>(c));
+        for (long c = 0; c < n; ++c) topo_.cpus.push_back(static_cast<int>(c));
       }
-      t_.notes.push_back("no /sys/devices/system/cpu/online: CPUs taken from the NUMA nodes");
+      topo_.notes.push_back("no /sys/devices/system/cpu/online: CPUs taken from the NUMA nodes");
     }
-    if (t_.numa_nodes.empty()) {
-      t_.numa_nodes.push_back(NumaNode{0, t_.cpus, 0});
-      t_.notes.push_back(
+    if (topo_.numa_nodes.empty()) {
+      topo_.numa_nodes.push_back(NumaNode{0, topo_.cpus, 0});
+      topo_.notes.push_back(
           "no /sys/devices/system/node: one NUMA node assumed, holding every online CPU");
     }
   }
@@ -155,7 +150,7 @@ class Discovery {
     const fs::path dev = sys("bus/pci/devices") / bus_id;
     std::error_code ec;
     if (!fs::exists(dev, ec)) {
-      t_.notes.push_back(absl::StrCat("no /sys/bus/pci/devices/", bus_id, " for ", what,
+      topo_.notes.push_back(absl::StrCat("no /sys/bus/pci/devices/", bus_id, " for ", what,
                                       ": its PCI path is unknown, so its links are judged by NUMA "
                                       "node only (NODE or SYS)"));
       return false;
@@ -165,9 +160,9 @@ class Discovery {
     if (auto list = readText(dev / "local_cpulist")) {
       if (auto c = parseCpuList(*list); c.ok()) *cpus = *c;
     }
-    if (*numa < 0 && t_.numa_nodes.size() == 1) *numa = t_.numa_nodes[0].id;
+    if (*numa < 0 && topo_.numa_nodes.size() == 1) *numa = topo_.numa_nodes[0].id;
     if (*numa >= 0 && cpus->empty()) {
-      for (const auto& n : t_.numa_nodes) {
+      for (const auto& n : topo_.numa_nodes) {
         if (n.id == *numa) *cpus = n.cpus;
       }
     }
@@ -175,7 +170,7 @@ class Discovery {
   }
 
   void gpus() {
-    std::string library = o_.nvml_library;
+    std::string library = options_.nvml_library;
     if (library.empty()) {
       if (const char* env = std::getenv("GANGWAY_NVML_LIBRARY"); env != nullptr && *env != 0) {
         library = env;
@@ -196,9 +191,9 @@ class Discovery {
     }
     std::sort(pci_gpus.begin(), pci_gpus.end());
     if (library.empty()) {
-      t_.gpu_source = "none: NVML is not used under a fixture root unless named";
+      topo_.gpu_source = "none: NVML is not used under a fixture root unless named";
       if (!pci_gpus.empty()) {
-        t_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
+        topo_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
                                         absl::StrJoin(pci_gpus, ", "),
                                         ") but no NVML library named: no GPUs mapped"));
       }
@@ -206,32 +201,32 @@ class Discovery {
     }
     NvmlResult nvml = queryNvml(library);
     if (!nvml.loaded) {
-      t_.gpu_source = absl::StrCat("none: ", nvml.error);
+      topo_.gpu_source = absl::StrCat("none: ", nvml.error);
       if (!pci_gpus.empty()) {
-        t_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
+        topo_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
                                         absl::StrJoin(pci_gpus, ", "),
                                         ") but NVML is not usable: no GPUs mapped"));
       }
       return;
     }
-    t_.gpu_source =
+    topo_.gpu_source =
         absl::StrCat("nvml", nvml.driver_version.empty() ? "" : " driver ", nvml.driver_version);
-    if (!nvml.error.empty()) t_.notes.push_back(absl::StrCat("NVML: ", nvml.error));
+    if (!nvml.error.empty()) topo_.notes.push_back(absl::StrCat("NVML: ", nvml.error));
     for (auto& g : nvml.gpus) {
       pciDetails(g.bus_id, absl::StrCat("GPU", g.index, " (", g.bus_id, ")"), &g.pci_path,
                  &g.numa_node, &g.cpus);
-      t_.gpus.push_back(std::move(g));
+      topo_.gpus.push_back(std::move(g));
     }
     std::string clique;
-    bool same = !t_.gpus.empty();
-    for (const auto& g : t_.gpus) {
+    bool same = !topo_.gpus.empty();
+    for (const auto& g : topo_.gpus) {
       if (g.fabric_clique.empty() || (!clique.empty() && g.fabric_clique != clique)) same = false;
       clique = g.fabric_clique;
     }
     if (same) {
-      t_.nvlink_domain = clique;
+      topo_.nvlink_domain = clique;
     } else if (!clique.empty()) {
-      t_.notes.push_back("the GPUs report different NVLink fabric cliques: no NVLink domain set");
+      topo_.notes.push_back("the GPUs report different NVLink fabric cliques: no NVLink domain set");
     }
   }
 
@@ -245,7 +240,7 @@ class Discovery {
       n.pci_path = pciPathOf(dev / "device");
       if (!n.pci_path.empty()) n.bus_id = n.pci_path.back();
       n.numa_node = readInt(dev / "device/numa_node", -1);
-      if (n.numa_node < 0 && t_.numa_nodes.size() == 1) n.numa_node = t_.numa_nodes[0].id;
+      if (n.numa_node < 0 && topo_.numa_nodes.size() == 1) n.numa_node = topo_.numa_nodes[0].id;
       if (auto guid = readText(dev / "node_guid")) n.guid = *guid;
       for (const auto& netdev : listDir(dev / "device/net")) n.netdevs.push_back(netdev);
       for (const auto& p : listDir(dev / "ports")) {
@@ -264,17 +259,17 @@ class Discovery {
         n.ports.push_back(std::move(port));
       }
       if (n.pci_path.empty()) {
-        t_.notes.push_back(
+        topo_.notes.push_back(
             absl::StrCat("RDMA device ", name, ": no PCI path in sysfs; judged by NUMA node only"));
       }
-      t_.nics.push_back(std::move(n));
+      topo_.nics.push_back(std::move(n));
     }
-    if (root_ == "/") mergeVerbs(&t_);
+    if (root_ == "/") mergeVerbs(&topo_);
   }
 
   void netInterfaces() {
     std::vector<std::string> taken;
-    for (const auto& n : t_.nics) taken.insert(taken.end(), n.netdevs.begin(), n.netdevs.end());
+    for (const auto& n : topo_.nics) taken.insert(taken.end(), n.netdevs.begin(), n.netdevs.end());
     const fs::path dir = sys("class/net");
     for (const auto& name : listDir(dir)) {
       if (std::find(taken.begin(), taken.end(), name) != taken.end()) continue;
@@ -288,10 +283,10 @@ class Discovery {
         const fs::path pci = sys("bus/pci/devices") / n.bus_id;
         n.numa_node = readInt(pci / "numa_node", -1);
       }
-      if (n.numa_node < 0 && t_.numa_nodes.size() == 1) n.numa_node = t_.numa_nodes[0].id;
+      if (n.numa_node < 0 && topo_.numa_nodes.size() == 1) n.numa_node = topo_.numa_nodes[0].id;
       const int mbps = readInt(dir / name / "speed", -1);
       if (mbps > 0) n.speed_gbps = mbps / 1000.0;
-      t_.nics.push_back(std::move(n));
+      topo_.nics.push_back(std::move(n));
     }
   }
 
@@ -303,8 +298,8 @@ class Discovery {
         if (std::find(ids.begin(), ids.end(), path[i]) == ids.end()) ids.push_back(path[i]);
       }
     };
-    for (const auto& g : t_.gpus) add(g.pci_path);
-    for (const auto& n : t_.nics) add(n.pci_path);
+    for (const auto& g : topo_.gpus) add(g.pci_path);
+    for (const auto& n : topo_.nics) add(n.pci_path);
     for (const auto& id : ids) {
       const fs::path dev = sys("bus/pci/devices") / id;
       PciDevice d;
@@ -316,18 +311,18 @@ class Discovery {
       d.subsystem_device = readText(dev / "subsystem_device").value_or("");
       d.link_speed = readText(dev / "current_link_speed").value_or("");
       d.link_width = readInt(dev / "current_link_width", 0);
-      t_.pci_devices.push_back(std::move(d));
+      topo_.pci_devices.push_back(std::move(d));
     }
   }
 
   // The CPU's architecture and model, which NCCL's XML records (and its tuning reads).
   void cpuModel() {
 #if defined(__aarch64__)
-    t_.cpu_arch = "arm64";
+    topo_.cpu_arch = "arm64";
 #elif defined(__powerpc64__)
-    t_.cpu_arch = "ppc64";
+    topo_.cpu_arch = "ppc64";
 #else
-    t_.cpu_arch = "x86_64";
+    topo_.cpu_arch = "x86_64";
 #endif
     const auto info = readText(root_ / "proc/cpuinfo");
     if (!info) return;
@@ -336,90 +331,43 @@ class Discovery {
           absl::StrSplit(line, absl::MaxSplits(':', 1));
       const absl::string_view key = absl::StripAsciiWhitespace(kv.first);
       const absl::string_view value = absl::StripAsciiWhitespace(kv.second);
-      if (key == "processor" && t_.cpu_model >= 0) break;  // the first CPU says it all
-      if (key == "vendor_id") t_.cpu_vendor = std::string(value);
-      if (key == "cpu family") (void)absl::SimpleAtoi(value, &t_.cpu_family);
-      if (key == "model") (void)absl::SimpleAtoi(value, &t_.cpu_model);
+      if (key == "processor" && topo_.cpu_model >= 0) break;  // the first CPU says it all
+      if (key == "vendor_id") topo_.cpu_vendor = std::string(value);
+      if (key == "cpu family") (void)absl::SimpleAtoi(value, &topo_.cpu_family);
+      if (key == "model") (void)absl::SimpleAtoi(value, &topo_.cpu_model);
     }
   }
 
   void networkPath() {
-    std::string path = o_.network_path;
+    std::string path = options_.network_path;
     if (path.empty()) {
       if (const char* env = std::getenv("GANGWAY_NETWORK_PATH"); env != nullptr) path = env;
     }
     if (path.empty()) return;
     auto parts = parseNetworkPath(path);
     if (!parts.ok()) {
-      t_.notes.push_back(absl::StrCat("network path ignored: ", parts.status().message()));
+      topo_.notes.push_back(absl::StrCat("network path ignored: ", parts.status().message()));
       return;
     }
-    t_.network_path = absl::StrJoin(*parts, "/");
+    topo_.network_path = absl::StrJoin(*parts, "/");
   }
 
-  const DiscoverOptions& o_;
+  const DiscoverOptions& options_;
   fs::path root_;
-  NodeTopology t_;
+  NodeTopology topo_;
 };
 
 }  // namespace
 
 NodeTopology discover(const DiscoverOptions& options) { return Discovery(options).run(); }
 
-absl::StatusOr<std::vector<std::string>> parseNetworkPath(absl::string_view text) {
-  std::vector<std::string> parts;
-  for (absl::string_view p : absl::StrSplit(absl::StripAsciiWhitespace(text), '/')) {
-    const bool ok = !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
-      return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':';
-    });
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", text,
-          "' is not a network path (expected switch names from the top down, e.g. spine2/leaf7)"));
-    }
-    parts.emplace_back(p);
-  }
-  return parts;
-}
-
-absl::StatusOr<std::string> lookupNetworkPath(const std::string& file, absl::string_view node) {
-  std::ifstream in(file);
-  if (!in) return absl::NotFoundError(absl::StrCat("network-path map ", file, " does not exist"));
-  std::string line;
-  std::string found;
-  bool seen = false;
-  for (int number = 1; std::getline(in, line); ++number) {
-    absl::string_view text = line;
-    text = text.substr(0, text.find('#'));
-    std::vector<absl::string_view> fields =
-        absl::StrSplit(text, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
-    if (fields.empty()) continue;
-    auto bad = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("network-path map ", file, ":", number, ": ", what));
-    };
-    if (fields.size() != 2) return bad("expected 'NODE PATH' (e.g. gpu-node-7 spine2/leaf7)");
-    if (auto parts = parseNetworkPath(fields[1]); !parts.ok()) return bad(parts.status().message());
-    if (fields[0] != node) continue;
-    if (seen) return bad(absl::StrCat("node '", node, "' is named twice"));
-    seen = true;
-    found = std::string(fields[1]);
-  }
-  if (!seen) {
-    return absl::NotFoundError(
-        absl::StrCat("network-path map ", file, " does not name node '", node, "'"));
-  }
-  return found;
-}
-
 absl::StatusOr<NodeTopology> loadTopologyFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
+  auto content = readFile(path, "topology file");
+  if (absl::IsNotFound(content.status())) {
     return absl::NotFoundError(absl::StrCat("cannot read topology file ", path));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  if (!content.ok()) return content.status();
+  const std::string& text = *content;
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '<') return parseNcclXml(text, path);
   auto t = parseJson(text, path);

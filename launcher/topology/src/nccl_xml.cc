@@ -43,29 +43,29 @@ class Importer {
                        ": expected <system> as the root element of an NCCL topology file, found <",
                        root != nullptr ? root->Name() : "", ">"));
     }
-    t_.source = absl::StrCat("nccl-xml ", source_);
-    t_.gpu_source = "file";
+    topo_.source = absl::StrCat("nccl-xml ", source_);
+    topo_.gpu_source = "file";
     for (const XMLElement* e = root->FirstChildElement(); e != nullptr && error_.empty();
          e = e->NextSiblingElement()) {
       if (std::string(e->Name()) == "cpu") cpu(e);
     }
     if (!error_.empty()) return absl::InvalidArgumentError(error_);
-    std::sort(t_.gpus.begin(), t_.gpus.end(),
+    std::sort(topo_.gpus.begin(), topo_.gpus.end(),
               [](const Gpu& a, const Gpu& b) { return a.index < b.index; });
-    for (std::size_t i = 1; i < t_.gpus.size(); ++i) {
-      if (t_.gpus[i].index == t_.gpus[i - 1].index) {
+    for (std::size_t i = 1; i < topo_.gpus.size(); ++i) {
+      if (topo_.gpus[i].index == topo_.gpus[i - 1].index) {
         return absl::InvalidArgumentError(
-            absl::StrCat(source_, ": two <gpu> elements have dev=\"", t_.gpus[i].index, "\""));
+            absl::StrCat(source_, ": two <gpu> elements have dev=\"", topo_.gpus[i].index, "\""));
       }
     }
-    for (const auto& n : t_.numa_nodes) t_.cpus.insert(t_.cpus.end(), n.cpus.begin(), n.cpus.end());
-    std::sort(t_.cpus.begin(), t_.cpus.end());
-    t_.cpus.erase(std::unique(t_.cpus.begin(), t_.cpus.end()), t_.cpus.end());
+    for (const auto& n : topo_.numa_nodes) topo_.cpus.insert(topo_.cpus.end(), n.cpus.begin(), n.cpus.end());
+    std::sort(topo_.cpus.begin(), topo_.cpus.end());
+    topo_.cpus.erase(std::unique(topo_.cpus.begin(), topo_.cpus.end()), topo_.cpus.end());
     // As discovery lists them: RDMA devices first, each group by name.
-    std::sort(t_.nics.begin(), t_.nics.end(), [](const Nic& a, const Nic& b) {
+    std::sort(topo_.nics.begin(), topo_.nics.end(), [](const Nic& a, const Nic& b) {
       return a.rdma != b.rdma ? a.rdma : naturalLess(a.name, b.name);
     });
-    return std::move(t_);
+    return std::move(topo_);
   }
 
  private:
@@ -111,17 +111,17 @@ class Importer {
       n.cpus = *cpus;
     }
     if (n.cpus.empty()) {
-      t_.notes.push_back(absl::StrCat("<cpu numaid=\"", n.id, "\"> (line ", e->GetLineNum(),
+      topo_.notes.push_back(absl::StrCat("<cpu numaid=\"", n.id, "\"> (line ", e->GetLineNum(),
                                       ") gives no CPU affinity: its devices have no CPU list"));
     }
-    if (const char* arch = e->Attribute("arch")) t_.cpu_arch = arch;
-    if (const char* vendor = e->Attribute("vendor")) t_.cpu_vendor = vendor;
+    if (const char* arch = e->Attribute("arch")) topo_.cpu_arch = arch;
+    if (const char* vendor = e->Attribute("vendor")) topo_.cpu_vendor = vendor;
     int64_t v = 0;
-    if (integer(e, "familyid", false, &v)) t_.cpu_family = static_cast<int>(v);
-    if (integer(e, "modelid", false, &v)) t_.cpu_model = static_cast<int>(v);
+    if (integer(e, "familyid", false, &v)) topo_.cpu_family = static_cast<int>(v);
+    if (integer(e, "modelid", false, &v)) topo_.cpu_model = static_cast<int>(v);
     numa_ = n.id;
     cpus_ = n.cpus;
-    t_.numa_nodes.push_back(std::move(n));
+    topo_.numa_nodes.push_back(std::move(n));
     for (const XMLElement* c = e->FirstChildElement(); c != nullptr && error_.empty();
          c = c->NextSiblingElement()) {
       const std::string name = c->Name();
@@ -140,7 +140,7 @@ class Importer {
     if (!busId(e, "busid", &bus)) return;
     path.push_back(bus);
     const char* cls = attr(e, "class", false);
-    if (findPci(t_, bus) == nullptr) {
+    if (findPci(topo_, bus) == nullptr) {
       PciDevice d;
       d.bus_id = bus;
       auto text = [e](const char* name) {
@@ -155,7 +155,7 @@ class Importer {
       d.link_speed = text("link_speed");
       int64_t width = 0;
       if (integer(e, "link_width", false, &width)) d.link_width = static_cast<int>(width);
-      t_.pci_devices.push_back(std::move(d));
+      topo_.pci_devices.push_back(std::move(d));
     }
     for (const XMLElement* c = e->FirstChildElement(); c != nullptr && error_.empty();
          c = c->NextSiblingElement()) {
@@ -197,7 +197,7 @@ class Importer {
       if (tclass != nullptr && absl::StartsWith(tclass, "0x06") && type == "unknown") type = "cpu";
       for (int64_t k = 0; k < count; ++k) g.nvlinks.push_back(NvLink{link++, target, type});
     }
-    t_.gpus.push_back(std::move(g));
+    topo_.gpus.push_back(std::move(g));
   }
 
   void nic(const XMLElement* e, const std::vector<std::string>& path, const std::string& cls) {
@@ -210,16 +210,16 @@ class Importer {
       int64_t speed = 0;
       integer(c, "speed", false, &speed);
       if (!error_.empty()) return;
-      auto it = std::find_if(t_.nics.begin(), t_.nics.end(),
+      auto it = std::find_if(topo_.nics.begin(), topo_.nics.end(),
                              [&](const Nic& n) { return n.name == name; });
-      if (it == t_.nics.end()) {
+      if (it == topo_.nics.end()) {
         Nic n;
         n.name = name;
         n.pci_path = path;
         n.bus_id = path.empty() ? "" : path.back();
         n.numa_node = numa_;
-        t_.nics.push_back(std::move(n));
-        it = t_.nics.end() - 1;
+        topo_.nics.push_back(std::move(n));
+        it = topo_.nics.end() - 1;
       }
       // NCCL writes guid="0x0" for socket interfaces: only a real GUID (or an InfiniBand class,
       // or gangway's own mark) makes an RDMA device.
@@ -241,7 +241,7 @@ class Importer {
 
   std::string source_;
   std::string error_;
-  NodeTopology t_;
+  NodeTopology topo_;
   int numa_ = 0;
   std::vector<int> cpus_;
 };

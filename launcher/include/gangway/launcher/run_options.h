@@ -9,6 +9,7 @@
 
 #include <absl/status/statusor.h>
 
+#include "gangway/common/host_port.h"
 #include "gangway/topology/mapping.h"
 
 namespace CLI {  // NOLINT(readability-identifier-naming): CLI11's namespace
@@ -55,7 +56,8 @@ struct RunOptions {
   int nproc_per_node = 1;
   bool standalone = false;
   std::string rdzv_backend = "static";
-  std::string rdzv_endpoint;
+  std::string rdzv_endpoint;  // as given (or, for the static backend, MASTER_ADDR:MASTER_PORT)
+  HostPort rdzv_address;      // rdzv_endpoint parsed, port 29400 when it has none (kEndpoint)
   std::map<std::string, std::string> rdzv_conf;
   std::string run_id;  // --rdzv-id, or a fresh random id
   int node_rank = 0;
@@ -120,6 +122,15 @@ RawRunFlags collectRunFlags(const CLI::App& app, const EnvMap& env);
 // with a one-line message naming the flag or variable and what was expected.
 absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMap& env,
                                              const HostInfo& host);
+
+// The arguments after `gangway run` that set `flags` (canonical names, as in RawRunFlags, in the
+// order given) and run `command`: "--NAME VALUE", or a bare "--NAME" for a flag that takes no
+// value (given as "1"; "0" leaves it out). parseRunArgs reads them back. InvalidArgument names a
+// flag that `gangway run` does not have. What builds a `gangway run` command line (the pool
+// agent) builds it here, from the same table the parser uses.
+absl::StatusOr<std::vector<std::string>> toRunArgs(
+    const std::vector<std::pair<std::string, std::string>>& flags,
+    const std::vector<std::string>& command);
 
 // addRunFlags + parse + collectRunFlags + resolveRunOptions for the arguments after `run`.
 absl::StatusOr<RunOptions> parseRunArgs(const std::vector<std::string>& args, const EnvMap& env,

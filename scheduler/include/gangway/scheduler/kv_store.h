@@ -1,6 +1,7 @@
 // The job key-value store's state: c10d Store semantics (set, get, add, compare-set, wait, check,
 // delete, num-keys), thread-safe, with asynchronous waits so that one server thread can hold any
-// number of blocked clients. Transport-free: the gRPC service and the in-process Store both sit
+// number of blocked clients. Transport-free: the gRPC service and the in-process Store
+// (makeLocalStore, the client-side Store interface of gangway/scheduler/client/store.h) both sit
 // on it.
 #pragma once
 
@@ -18,6 +19,8 @@
 #include <absl/status/statusor.h>
 #include <absl/synchronization/mutex.h>
 #include <absl/time/time.h>
+
+#include "gangway/scheduler/client/store.h"
 
 namespace gangway::scheduler {
 
@@ -62,25 +65,6 @@ class KvStore {
   absl::flat_hash_map<WaitId, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::vector<WaitId>> waiting_on_ ABSL_GUARDED_BY(mu_);
   WaitId next_id_ ABSL_GUARDED_BY(mu_) = 1;
-};
-
-// The client-side view of a job's store, with c10d's blocking calls; every blocking call takes a
-// timeout. Implemented in process (LocalStore) and over gRPC (GrpcStore); one conformance suite
-// runs against both.
-class Store {
- public:
-  virtual ~Store() = default;
-  virtual absl::Status set(const std::string& key, const std::string& value) = 0;
-  // DeadlineExceeded if the key does not appear within `timeout`.
-  virtual absl::StatusOr<std::string> get(const std::string& key, absl::Duration timeout) = 0;
-  virtual absl::StatusOr<int64_t> add(const std::string& key, int64_t delta) = 0;
-  virtual absl::StatusOr<std::string> compareSet(const std::string& key,
-                                                 const std::string& expected,
-                                                 const std::string& desired) = 0;
-  virtual absl::Status wait(const std::vector<std::string>& keys, absl::Duration timeout) = 0;
-  virtual absl::StatusOr<bool> check(const std::vector<std::string>& keys) = 0;
-  virtual absl::StatusOr<bool> deleteKey(const std::string& key) = 0;
-  virtual absl::StatusOr<int64_t> numKeys() = 0;
 };
 
 // A Store over a KvStore in this process. Its blocking calls wait on a condition, not a timer

@@ -1,6 +1,6 @@
 // The rendezvous state machine: jobs, their agents, rounds and the gang barrier. Transport-free
 // and driven by an injected time, so that every timing rule is testable without waiting; the
-// gRPC service (rendezvous_service.h) calls it and runs its timer.
+// gRPC services of the control plane's server (server.h) call it and run its timer.
 //
 // Rules (see scheduler/README.md):
 // - A job is created by its first Join, which fixes --nnodes MIN:MAX and --max-restarts; a later

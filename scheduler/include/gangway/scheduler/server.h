@@ -44,7 +44,4 @@ class ControlPlaneServer {
   virtual void shutdown() = 0;
 };
 
-// The metadata entry that carries a job's secret on every call.
-inline constexpr char kTokenMetadata[] = "x-gangway-token";
-
 }  // namespace gangway::scheduler

@@ -30,14 +30,4 @@ NodeTopology discover(const DiscoverOptions& options);
 // non-blank character).
 absl::StatusOr<NodeTopology> loadTopologyFile(const std::string& path);
 
-// "spine2/leaf7" -> {"spine2", "leaf7"}; InvalidArgument for empty components or characters
-// other than letters, digits and -_.:
-absl::StatusOr<std::vector<std::string>> parseNetworkPath(absl::string_view text);
-
-// Looks NODE up in a network-path map: one "NODE PATH" pair per line, '#' to the end of a line is a
-// comment (made from a node label, e.g. `kubectl get nodes -o jsonpath=...`; deploy/README.md).
-// Returns NODE's path; NotFound when the file does not exist or does not name NODE;
-// InvalidArgument naming FILE:LINE for a malformed line, a bad path or a node named twice.
-absl::StatusOr<std::string> lookupNetworkPath(const std::string& file, absl::string_view node);
-
 }  // namespace gangway::topology

@@ -1,9 +1,7 @@
-#include "gangway/scheduler/cluster_cli.h"
+#include "gangway/scheduler/client/cluster_cli.h"
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,17 +14,19 @@
 #include <absl/strings/str_format.h>
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
-#include <absl/strings/strip.h>
 #include <absl/time/clock.h>
 
-#include "gangway/scheduler/client.h"
-#include "gangway/scheduler/server.h"
+#include "gangway/common/file.h"
+#include "gangway/common/host_port.h"
+#include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/cluster.grpc.pb.h"
 
 #include <google/protobuf/util/json_util.h>
 
 namespace gangway::scheduler {
 namespace {
+
+std::string defaultScheduler() { return formatHostPort("127.0.0.1", kDefaultControlPlanePort); }
 
 constexpr const char* kCommands[] = {"submit", "jobs", "nodes", "resize", "cancel", "drain"};
 
@@ -38,24 +38,11 @@ struct Common {
   double timeout_s = 10;
 };
 
-absl::StatusOr<std::string> readToken(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return absl::InvalidArgumentError(absl::StrCat("--token-file '", path, "': cannot be read"));
-  std::stringstream content;
-  content << in.rdbuf();
-  std::string token(absl::StripTrailingAsciiWhitespace(content.str()));
-  if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--token-file '", path, "': the file is empty"));
-  }
-  return token;
-}
-
 void addCommonFlags(CLI::App& app, bool json) {
   app.add_option("--scheduler")
       ->description(
-          "The scheduler's address, HOST:PORT. [default: $GANGWAY_SCHEDULER, else "
-          "127.0.0.1:29400]")
+          absl::StrCat("The scheduler's address, HOST:PORT. [default: $GANGWAY_SCHEDULER, else ",
+                       defaultScheduler(), "]"))
       ->type_name("ADDR");
   app.add_option("--token-file")
       ->description(
@@ -75,7 +62,7 @@ absl::StatusOr<Common> commonOf(const CLI::App& app) {
   const char* env = std::getenv("GANGWAY_SCHEDULER");
   c.scheduler = app.get_option("--scheduler")->count() > 0
                     ? app.get_option("--scheduler")->as<std::string>()
-                    : (env != nullptr && *env != '\0' ? env : "127.0.0.1:29400");
+                    : (env != nullptr && *env != '\0' ? std::string(env) : defaultScheduler());
   std::string token_file;
   if (app.get_option("--token-file")->count() > 0) {
     token_file = app.get_option("--token-file")->as<std::string>();
@@ -83,8 +70,8 @@ absl::StatusOr<Common> commonOf(const CLI::App& app) {
     token_file = t;
   }
   if (!token_file.empty()) {
-    auto token = readToken(token_file);
-    if (!token.ok()) return token.status();
+    auto token = readSecretFile(token_file, "--token-file");
+    if (!token.ok()) return absl::InvalidArgumentError(token.status().message());  // bad input
     c.token = *token;
   }
   if (app.get_option("--tls-ca")->count() > 0)
@@ -109,9 +96,7 @@ class Client {
     return Client(c, v1::Cluster::NewStub(*channel));
   }
   std::unique_ptr<grpc::ClientContext> ctx() const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!c_.token.empty()) ctx->AddMetadata(kTokenMetadata, c_.token);
-    ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(c_.timeout_s)));
+    auto ctx = callContext(common_.token, absl::Seconds(common_.timeout_s));
     ctx->set_wait_for_ready(true);  // wait for the connection up to the deadline
     return ctx;
   }
@@ -119,8 +104,8 @@ class Client {
   absl::Status check(const grpc::Status& s) const {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", c_.scheduler,
-                                                 " within ", c_.timeout_s, " s (",
+      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", common_.scheduler,
+                                                 " within ", common_.timeout_s, " s (",
                                                  s.error_message(), ")"));
     }
     return fromGrpc(s);
@@ -129,8 +114,8 @@ class Client {
 
  private:
   Client(Common c, std::unique_ptr<v1::Cluster::Stub> stub)
-      : c_(std::move(c)), stub_(std::move(stub)) {}
-  Common c_;
+      : common_(std::move(c)), stub_(std::move(stub)) {}
+  Common common_;
   std::unique_ptr<v1::Cluster::Stub> stub_;
 };
 
