@@ -36,8 +36,7 @@ absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view
   has_port = has_port && !port_text.empty();  // "HOST:" is HOST with the default port
   if (!has_port && default_port < 0) return bad("expected HOST:PORT");
   out.port = default_port;
-  if (has_port &&
-      (!absl::SimpleAtoi(port_text, &out.port) || out.port < 0 || out.port > 65535)) {
+  if (has_port && (!absl::SimpleAtoi(port_text, &out.port) || out.port < 0 || out.port > 65535)) {
     return bad("expected HOST:PORT with a port 0 to 65535");
   }
   return out;

@@ -28,9 +28,9 @@ absl::StatusOr<LogDirectory> LogDirectory::create(const RunOptions& options) {
     const char* tmp = std::getenv("TMPDIR");
     parent = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
   }
-  std::string templ = (parent / absl::StrCat(options.log_dir.empty() ? "gangway_" : "",
-                                             options.run_id, "_XXXXXX"))
-                          .string();
+  std::string templ =
+      (parent / absl::StrCat(options.log_dir.empty() ? "gangway_" : "", options.run_id, "_XXXXXX"))
+          .string();
   if (::mkdtemp(templ.data()) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot create a log directory under '",
                                                    parent.string(), "': ", std::strerror(errno)));

@@ -52,9 +52,8 @@ absl::StatusOr<NodeBinding> bindNode(const RunOptions& options, const EnvMap& ba
                                    b.cpus.empty() ? "" : topology::formatCpuList(b.cpus)));
     }
     log.info("topology: {} GPU(s), {} NIC(s), {} NUMA node(s); binding (--numa-binding {}) {}",
-             node.topology.gpus.size(), node.topology.nics.size(),
-             node.topology.numa_nodes.size(), topology::numaBindingName(options.numa_binding),
-             absl::StrJoin(ranks, " "));
+             node.topology.gpus.size(), node.topology.nics.size(), node.topology.numa_nodes.size(),
+             topology::numaBindingName(options.numa_binding), absl::StrJoin(ranks, " "));
   }
   for (const auto& note : node.mapping.notes) {
     if (!node.topology.gpus.empty()) log.info("topology: {}", note);

@@ -47,8 +47,7 @@ RdzvEvent fromWire(const v1::RoundEvent& e) {
   return out;
 }
 
-class GrpcRendezvousClient final : public RendezvousClient,
-                                   private scheduler::AgentSession::Calls {
+class GrpcRendezvousClient final : public RendezvousClient, private scheduler::AgentSession::Calls {
  public:
   explicit GrpcRendezvousClient(RendezvousClientOptions options)
       : options_(std::move(options)),
@@ -164,7 +163,8 @@ class GrpcRendezvousClient final : public RendezvousClient,
     req.mutable_topology()->set_nvlink_domain(options_.nvlink_domain);
     req.set_parallelism(options_.parallelism);
     v1::JoinResponse resp;
-    GW_RETURN_IF_ERROR(scheduler::fromGrpc(v1::Rendezvous::NewStub(channel)->Join(&ctx, req, &resp)));
+    GW_RETURN_IF_ERROR(
+        scheduler::fromGrpc(v1::Rendezvous::NewStub(channel)->Join(&ctx, req, &resp)));
     return absl::Milliseconds(resp.heartbeat_interval_ms());
   }
 

@@ -39,8 +39,8 @@ absl::StatusOr<RendezvousPlace> placeRendezvous(const RunOptions& options) {
     auto hosted = hostControlPlane(host);
     if (hosted.ok()) {
       place.hosted = *std::move(hosted);
-      logger("launcher").info("hosting the rendezvous of job {} at {}", options.run_id,
-                              place.endpoint);
+      logger("launcher")
+          .info("hosting the rendezvous of job {} at {}", options.run_id, place.endpoint);
     } else if (options.is_host.value_or(false)) {
       return hosted.status();
     }

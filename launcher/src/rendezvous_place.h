@@ -16,9 +16,9 @@
 namespace gangway::launcher {
 
 struct RendezvousPlace {
-  std::string endpoint;       // HOST:PORT every agent of the job uses
-  std::string address;        // this node's address, as the other nodes reach it
-  std::string socket_ifname;  // the interface holding `address` ("" for loopback)
+  std::string endpoint;                        // HOST:PORT every agent of the job uses
+  std::string address;                         // this node's address, as the other nodes reach it
+  std::string socket_ifname;                   // the interface holding `address` ("" for loopback)
   std::unique_ptr<HostedControlPlane> hosted;  // the control plane this agent serves, if any
 };
 

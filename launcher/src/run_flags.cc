@@ -1,10 +1,10 @@
-#include "gangway/launcher/run_options.h"
-
 #include <algorithm>
 #include <cctype>
 
 #include <CLI/CLI.hpp>
 #include <absl/strings/str_cat.h>
+
+#include "gangway/launcher/run_options.h"
 
 namespace gangway::launcher {
 namespace {

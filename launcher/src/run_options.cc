@@ -347,9 +347,9 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
   } else if (o.rdzv_backend != "static" && !o.rdzv_endpoint.empty()) {
     o.rdzv_mode = RdzvMode::kEndpoint;
     const auto src = raw.sources.find("rdzv-endpoint");
-    auto address = parseHostPort(o.rdzv_endpoint,
-                                 src == raw.sources.end() ? "--rdzv-endpoint" : src->second,
-                                 kDefaultControlPlanePort);
+    auto address =
+        parseHostPort(o.rdzv_endpoint, src == raw.sources.end() ? "--rdzv-endpoint" : src->second,
+                      kDefaultControlPlanePort);
     if (!address.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("invalid ", address.status().message()));
     }

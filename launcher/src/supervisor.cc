@@ -165,8 +165,7 @@ void SupervisorImpl::onSignals(Attempt& attempt, const std::vector<int>& signals
 void SupervisorImpl::onRendezvousEvents() {
   if (attempt_ == nullptr) return;  // idle: waitIdle() takes the events itself
   while (auto e = client_->next()) {
-    const bool same_round =
-        e->kind == RdzvEvent::Kind::kRound && e->round.round == current_round_;
+    const bool same_round = e->kind == RdzvEvent::Kind::kRound && e->round.round == current_round_;
     if (same_round) continue;  // a replay of the round the workers run
     pending_.push_back(*std::move(e));
     if (!attempt_->stopping) {
@@ -238,9 +237,9 @@ void SupervisorImpl::cleanup() {
   if (cleaned_) return;
   cleaned_ = true;
   if (group_ != nullptr) group_->kill();
-  client_.reset();         // stops its threads
-  place_.hosted.reset();   // host mode: the rendezvous ends with this agent
-  group_.reset();          // re-parented strays, then the watchdog
+  client_.reset();        // stops its threads
+  place_.hosted.reset();  // host mode: the rendezvous ends with this agent
+  group_.reset();         // re-parented strays, then the watchdog
   if (logs_.has_value()) logs_->removeUnlessKept();
 }
 

@@ -14,9 +14,9 @@
 
 #include "gangway/common/file.h"
 #include "gangway/topology/discover.h"
-#include "gangway/topology/network_path.h"
 #include "gangway/topology/mapping.h"
 #include "gangway/topology/nccl_xml.h"
+#include "gangway/topology/network_path.h"
 #include "gangway/topology/placement.h"
 #include "gangway/topology/report.h"
 

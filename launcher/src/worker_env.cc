@@ -31,7 +31,8 @@ EnvMap buildWorkerEnv(const RunOptions& options, const RoundInfo& round, int loc
   // Workers host their own c10d store (rank 0 listens on MASTER_PORT), as with torchrun's
   // static and c10d backends for the worker store.
   set(env::kUseAgentStore, "False");
-  if (worker.find(env::kNcclAsyncErrorHandling) == worker.end()) set(env::kNcclAsyncErrorHandling, 1);
+  if (worker.find(env::kNcclAsyncErrorHandling) == worker.end())
+    set(env::kNcclAsyncErrorHandling, 1);
   if (options.nproc_per_node > 1 && worker.find(env::kOmpNumThreads) == worker.end()) {
     set(env::kOmpNumThreads, 1);
   }

@@ -13,7 +13,6 @@
 #include "gangway/launcher/restart_policy.h"
 
 #include "console.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>

@@ -198,19 +198,20 @@ int runScheduler(const CLI::App& app) {
   std::atomic<const char*> waiting{"starting: recovering the state"};
   std::unique_ptr<HttpEndpoint> http;
   if (const std::string metrics_listen = opt("--metrics-listen"); !metrics_listen.empty()) {
-    auto started = HttpEndpoint::start(metrics_listen, [&](const std::string& path) -> HttpResponse {
-      ControlPlaneServer* server = serving.load();
-      if (path == "/healthz") return {200, "ok\n"};
-      if (path == "/readyz") {
-        return server != nullptr ? HttpResponse{200, "serving\n"}
-                                 : HttpResponse{503, absl::StrCat(waiting.load(), "\n")};
-      }
-      if (path == "/metrics") {
-        if (server == nullptr) return {503, absl::StrCat(waiting.load(), "\n")};
-        return {200, server->cluster() != nullptr ? server->cluster()->metrics() : ""};
-      }
-      return {404, "served here: /metrics, /healthz, /readyz\n"};
-    });
+    auto started =
+        HttpEndpoint::start(metrics_listen, [&](const std::string& path) -> HttpResponse {
+          ControlPlaneServer* server = serving.load();
+          if (path == "/healthz") return {200, "ok\n"};
+          if (path == "/readyz") {
+            return server != nullptr ? HttpResponse{200, "serving\n"}
+                                     : HttpResponse{503, absl::StrCat(waiting.load(), "\n")};
+          }
+          if (path == "/metrics") {
+            if (server == nullptr) return {503, absl::StrCat(waiting.load(), "\n")};
+            return {200, server->cluster() != nullptr ? server->cluster()->metrics() : ""};
+          }
+          return {404, "served here: /metrics, /healthz, /readyz\n"};
+        });
     if (!started.ok()) return usage(std::string(started.status().message()));
     http = *std::move(started);
     std::printf("gangway scheduler: HTTP (/metrics, /healthz, /readyz) on port %d\n", http->port());

@@ -46,9 +46,8 @@ TEST_F(FileTest, MissingFileIsNotFoundAndNamesTheInput) {
   auto read = readFile((dir_ / "missing").string(), "--topology");
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(read.status().message(),
-            "--topology '" + (dir_ / "missing").string() +
-                "': cannot be read (No such file or directory)");
+  EXPECT_EQ(read.status().message(), "--topology '" + (dir_ / "missing").string() +
+                                         "': cannot be read (No such file or directory)");
 }
 
 TEST_F(FileTest, DirectoryAndOversizedFilesAreRefused) {

@@ -980,15 +980,15 @@ TEST(ClusterE2eTest, TokenFilesOthersCanReadAreRefused) {
   const AgentResult sched = runAgent({"scheduler", "--listen", "127.0.0.1:0", "--data-dir",
                                       dir.file("state"), "--admin-token-file", open_token});
   EXPECT_EQ(sched.exit_code, 2) << sched.err;
-  EXPECT_NE(sched.err.find("gangway scheduler: error: --admin-token-file '" + open_token + "': " +
-                           fix),
-            npos)
+  EXPECT_NE(
+      sched.err.find("gangway scheduler: error: --admin-token-file '" + open_token + "': " + fix),
+      npos)
       << sched.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("state"))) << "nothing is created";
 
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"submit", "--scheduler", "127.0.0.1:1", "--token-file",
-                                 open_token, "--name", "a", "/bin/true"},
+       {std::vector<std::string>{"submit", "--scheduler", "127.0.0.1:1", "--token-file", open_token,
+                                 "--name", "a", "/bin/true"},
         std::vector<std::string>{"agent", "--scheduler", "127.0.0.1:1", "--token-file",
                                  open_token}}) {
     const AgentResult r = runAgent(args);

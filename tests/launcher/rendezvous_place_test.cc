@@ -102,8 +102,8 @@ TEST(RendezvousPlaceTest, IsHostDecidesWhateverThePort) {
   auto refused = placeRendezvous(must);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
-  EXPECT_NE(refused.status().message().find("cannot listen on '127.0.0.1:" +
-                                            std::to_string(taken.port) + "'"),
+  EXPECT_NE(refused.status().message().find(
+                "cannot listen on '127.0.0.1:" + std::to_string(taken.port) + "'"),
             absl::string_view::npos)
       << refused.status();
 }

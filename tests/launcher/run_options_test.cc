@@ -234,8 +234,8 @@ TEST_F(RunOptionsTest, StaticMultiNode) {
 TEST_F(RunOptionsTest, RdzvConfAndAddresses) {
   const std::string token = (dir_ / "token").string();
   std::ofstream(token) << "s3cret\n";
-  std::filesystem::permissions(token, std::filesystem::perms::owner_read |
-                                          std::filesystem::perms::owner_write);
+  std::filesystem::permissions(
+      token, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto o = parse({"--rdzv-conf",
                   "join_timeout=60,last_call_timeout=0.5,read_timeout=60,token_file=" + token,
                   "--local-addr", "10.1.2.3", "--master-port", "29600", script_});
@@ -322,9 +322,9 @@ TEST_F(RunOptionsTest, RdzvEndpointIsParsedOnceWithTheDefaultPort) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->rdzv_address.host, "fd00::1");
   EXPECT_EQ(o->rdzv_address.port, 7);
-  EXPECT_EQ(error({"--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:99999",
-                   script_}),
-            "invalid --rdzv-endpoint 'h:99999': expected HOST:PORT with a port 0 to 65535");
+  EXPECT_EQ(
+      error({"--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:99999", script_}),
+      "invalid --rdzv-endpoint 'h:99999': expected HOST:PORT with a port 0 to 65535");
   env_["PET_RDZV_ENDPOINT"] = ":29400";
   EXPECT_EQ(error({"--nnodes", "2", "--rdzv-backend", "c10d", script_}),
             "invalid PET_RDZV_ENDPOINT ':29400': expected HOST[:PORT] with a host");
@@ -340,10 +340,10 @@ TEST_F(RunOptionsTest, ToRunArgsIsReadBackByTheParser) {
                          {"module", "0"}},
                         {"/bin/echo", "--lr", "3e-4"});
   ASSERT_TRUE(args.ok()) << args.status();
-  EXPECT_EQ(*args, (std::vector<std::string>{"--rdzv-backend", "c10d", "--rdzv-endpoint",
-                                             "10.0.0.1:29400", "--rdzv-id", "job-7", "--nnodes",
-                                             "1:4", "--nproc-per-node", "2", "--no-python",
-                                             "/bin/echo", "--lr", "3e-4"}));
+  EXPECT_EQ(*args,
+            (std::vector<std::string>{"--rdzv-backend", "c10d", "--rdzv-endpoint", "10.0.0.1:29400",
+                                      "--rdzv-id", "job-7", "--nnodes", "1:4", "--nproc-per-node",
+                                      "2", "--no-python", "/bin/echo", "--lr", "3e-4"}));
   auto o = parse(*args);
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->run_id, "job-7");

@@ -37,8 +37,7 @@ class ScriptedJoins final : public AgentSession::Calls {
     script_.pop_front();
     return next;
   }
-  absl::Status watch(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext&,
-                     bool*) override {
+  absl::Status watch(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext&, bool*) override {
     ADD_FAILURE() << "not started";
     return absl::OkStatus();
   }
@@ -159,8 +158,8 @@ class RendezvousCalls final : public AgentSession::Calls {
                                       const std::shared_ptr<grpc::Channel>& channel,
                                       grpc::ClientContext& ctx) override {
     v1::JoinResponse resp;
-    GW_RETURN_IF_ERROR(fromGrpc(v1::Rendezvous::NewStub(channel)->Join(&ctx, joinRequest("a"),
-                                                                       &resp)));
+    GW_RETURN_IF_ERROR(
+        fromGrpc(v1::Rendezvous::NewStub(channel)->Join(&ctx, joinRequest("a"), &resp)));
     absl::MutexLock lock(&mu_);
     ++joins_;
     return absl::Milliseconds(resp.heartbeat_interval_ms());
@@ -352,9 +351,8 @@ TEST_F(AgentSessionServerTest, ALateNotFoundLeavesTheStreamOpenedAfterJoiningAga
   ASSERT_TRUE(calls_.waitFor([&] { return calls_.heartbeats_ == 2; }));
   // A cancel would have been issued before heartbeat 2 started; stream 2 still gets events.
   secondAgentJoins();
-  ASSERT_TRUE(calls_.waitFor([&] {
-    return !calls_.rounds_.empty() && calls_.rounds_.back().second == 2;
-  }));
+  ASSERT_TRUE(
+      calls_.waitFor([&] { return !calls_.rounds_.empty() && calls_.rounds_.back().second == 2; }));
   absl::MutexLock lock(&calls_.mu_);
   EXPECT_EQ(calls_.rounds_.back().first, 2) << "the round of two arrived on stream 2";
   EXPECT_EQ(calls_.joins_, 2);

@@ -1,10 +1,11 @@
 #include "gangway/topology/discover.h"
-#include "gangway/topology/network_path.h"
 
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include "gangway/topology/network_path.h"
 
 #include "fixture.h"
 

@@ -82,7 +82,8 @@ double leadingNumber(const std::string& text) {
 
 class Discovery {
  public:
-  explicit Discovery(const DiscoverOptions& o) : options_(o), root_(o.root.empty() ? "/" : o.root) {}
+  explicit Discovery(const DiscoverOptions& o)
+      : options_(o), root_(o.root.empty() ? "/" : o.root) {}
 
   NodeTopology run() {
     topo_.source = absl::StrCat("sysfs ", options_.root.empty() ? "/" : options_.root);
@@ -150,9 +151,10 @@ class Discovery {
     const fs::path dev = sys("bus/pci/devices") / bus_id;
     std::error_code ec;
     if (!fs::exists(dev, ec)) {
-      topo_.notes.push_back(absl::StrCat("no /sys/bus/pci/devices/", bus_id, " for ", what,
-                                      ": its PCI path is unknown, so its links are judged by NUMA "
-                                      "node only (NODE or SYS)"));
+      topo_.notes.push_back(
+          absl::StrCat("no /sys/bus/pci/devices/", bus_id, " for ", what,
+                       ": its PCI path is unknown, so its links are judged by NUMA "
+                       "node only (NODE or SYS)"));
       return false;
     }
     *path = pciPathOf(dev);
@@ -194,8 +196,8 @@ class Discovery {
       topo_.gpu_source = "none: NVML is not used under a fixture root unless named";
       if (!pci_gpus.empty()) {
         topo_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
-                                        absl::StrJoin(pci_gpus, ", "),
-                                        ") but no NVML library named: no GPUs mapped"));
+                                           absl::StrJoin(pci_gpus, ", "),
+                                           ") but no NVML library named: no GPUs mapped"));
       }
       return;
     }
@@ -204,8 +206,8 @@ class Discovery {
       topo_.gpu_source = absl::StrCat("none: ", nvml.error);
       if (!pci_gpus.empty()) {
         topo_.notes.push_back(absl::StrCat(pci_gpus.size(), " NVIDIA PCI device(s) seen (",
-                                        absl::StrJoin(pci_gpus, ", "),
-                                        ") but NVML is not usable: no GPUs mapped"));
+                                           absl::StrJoin(pci_gpus, ", "),
+                                           ") but NVML is not usable: no GPUs mapped"));
       }
       return;
     }
@@ -226,7 +228,8 @@ class Discovery {
     if (same) {
       topo_.nvlink_domain = clique;
     } else if (!clique.empty()) {
-      topo_.notes.push_back("the GPUs report different NVLink fabric cliques: no NVLink domain set");
+      topo_.notes.push_back(
+          "the GPUs report different NVLink fabric cliques: no NVLink domain set");
     }
   }
 

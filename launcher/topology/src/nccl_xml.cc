@@ -58,7 +58,8 @@ class Importer {
             absl::StrCat(source_, ": two <gpu> elements have dev=\"", topo_.gpus[i].index, "\""));
       }
     }
-    for (const auto& n : topo_.numa_nodes) topo_.cpus.insert(topo_.cpus.end(), n.cpus.begin(), n.cpus.end());
+    for (const auto& n : topo_.numa_nodes)
+      topo_.cpus.insert(topo_.cpus.end(), n.cpus.begin(), n.cpus.end());
     std::sort(topo_.cpus.begin(), topo_.cpus.end());
     topo_.cpus.erase(std::unique(topo_.cpus.begin(), topo_.cpus.end()), topo_.cpus.end());
     // As discovery lists them: RDMA devices first, each group by name.
@@ -112,7 +113,7 @@ class Importer {
     }
     if (n.cpus.empty()) {
       topo_.notes.push_back(absl::StrCat("<cpu numaid=\"", n.id, "\"> (line ", e->GetLineNum(),
-                                      ") gives no CPU affinity: its devices have no CPU list"));
+                                         ") gives no CPU affinity: its devices have no CPU list"));
     }
     if (const char* arch = e->Attribute("arch")) topo_.cpu_arch = arch;
     if (const char* vendor = e->Attribute("vendor")) topo_.cpu_vendor = vendor;

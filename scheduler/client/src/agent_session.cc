@@ -150,15 +150,13 @@ void AgentSession::watchLoop() {
     bool final_event = false;
     const absl::Status s = calls_.watch(channel, *ctx, &final_event);
     if (final_event || finished()) return;
-    const std::string why =
-        absl::StrCat("the ", options_.peer, " stream from ", endpoint,
-                     " ended: ", s.ok() ? "closed by the server" : s.message());
+    const std::string why = absl::StrCat("the ", options_.peer, " stream from ", endpoint,
+                                         " ended: ", s.ok() ? "closed by the server" : s.message());
     if (!options_.rejoin) {
       markLost(why, absl::OkStatus());
       return;
     }
-    log.warn("{}; joining again for up to {}", why,
-             absl::FormatDuration(options_.rejoin_timeout));
+    log.warn("{}; joining again for up to {}", why, absl::FormatDuration(options_.rejoin_timeout));
     if (const absl::Status again = join(options_.rejoin_timeout); !again.ok()) {
       if (finished()) return;
       log.error("cannot join {} again: {}", joined(), std::string(again.message()));

@@ -59,8 +59,7 @@ grpc::Status toGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-std::unique_ptr<grpc::ClientContext> callContext(const std::string& token,
-                                                 absl::Duration timeout) {
+std::unique_ptr<grpc::ClientContext> callContext(const std::string& token, absl::Duration timeout) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   if (!token.empty()) ctx->AddMetadata(kTokenMetadata, token);
   if (timeout != absl::InfiniteDuration()) {

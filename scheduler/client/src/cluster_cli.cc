@@ -104,9 +104,9 @@ class Client {
   absl::Status check(const grpc::Status& s) const {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", common_.scheduler,
-                                                 " within ", common_.timeout_s, " s (",
-                                                 s.error_message(), ")"));
+      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ",
+                                                 common_.scheduler, " within ", common_.timeout_s,
+                                                 " s (", s.error_message(), ")"));
     }
     return fromGrpc(s);
   }

@@ -22,11 +22,11 @@ namespace gangway::internal {
 
 }  // namespace gangway::internal
 
-#define GW_CHECK_MSG(condition, message)                                             \
-  do {                                                                               \
-    if (!(condition)) [[unlikely]] {                                                 \
-      ::gangway::internal::checkFailed(#condition, (message), __FILE__, __LINE__);   \
-    }                                                                                \
+#define GW_CHECK_MSG(condition, message)                                           \
+  do {                                                                             \
+    if (!(condition)) [[unlikely]] {                                               \
+      ::gangway::internal::checkFailed(#condition, (message), __FILE__, __LINE__); \
+    }                                                                              \
   } while (false)
 
 #define GW_CHECK(condition) GW_CHECK_MSG(condition, nullptr)
