@@ -13,12 +13,12 @@ namespace {
 class Cycle {
  public:
   Cycle(const ClusterState& s, absl::Time now, const PolicyOptions& o)
-      : s_(s), now_(now), options_(o), assign_(s.assignments) {
+      : state_(s), now_(now), options_(o), assign_(s.assignments) {
     // Ids in first-seen order, then renumbered in name order (the tie-breaks compare names).
     absl::flat_hash_map<absl::string_view, int> leaf_ids, domain_ids;
     std::vector<absl::string_view> leaves, domains;
-    id_of_.reserve(s_.nodes.size());
-    for (const auto& [node, info] : s_.nodes) {
+    id_of_.reserve(state_.nodes.size());
+    for (const auto& [node, info] : state_.nodes) {
       id_of_.emplace(node, static_cast<int>(names_.size()));
       names_.push_back(&node);
       infos_.push_back(&info);
@@ -65,12 +65,12 @@ class Cycle {
   }
 
  private:
-  const JobSpec& spec(const std::string& job) const { return s_.jobs.at(job); }
+  const JobSpec& spec(const std::string& job) const { return state_.jobs.at(job); }
 
   bool fitsQuota(const std::string& job, size_t nodes) const {
     const JobSpec& j = spec(job);
-    const auto q = s_.queue_gpu_quota.find(j.queue);
-    if (q == s_.queue_gpu_quota.end() || q->second <= 0) return true;
+    const auto q = state_.queue_gpu_quota.find(j.queue);
+    if (q == state_.queue_gpu_quota.end() || q->second <= 0) return true;
     const auto used = queue_used_.find(j.queue);
     return (used == queue_used_.end() ? 0 : used->second) +
                int64_t{j.gpus_per_node} * static_cast<int64_t>(nodes) <=
@@ -165,12 +165,12 @@ class Cycle {
   }
 
   void handleLostNodes() {
-    for (const auto& [job, nodes] : s_.assignments) {
+    for (const auto& [job, nodes] : state_.assignments) {
       for (const std::string& n : nodes) {
         if (const int id = idOf(n); id >= 0) assigned_[id] = 1;
       }
     }
-    for (const auto& [job, nodes] : s_.assignments) {
+    for (const auto& [job, nodes] : state_.assignments) {
       std::vector<std::string> lost;
       std::vector<std::string> kept;
       for (const std::string& n : nodes) {
@@ -208,7 +208,7 @@ class Cycle {
       if (changed_.contains(other) || spec(other).priority >= j.priority) continue;
       Victim v{other, {}, {}};
       for (const std::string& n : nodes) {
-        if (s_.nodes.at(n).gpus >= j.gpus_per_node) v.all.push_back(n);
+        if (state_.nodes.at(n).gpus >= j.gpus_per_node) v.all.push_back(n);
       }
       const size_t extra = nodes.size() - static_cast<size_t>(spec(other).min_nodes);
       // Shrinking removes the nodes this job can use first.
@@ -275,7 +275,7 @@ class Cycle {
 
   void admitPending() {
     std::vector<std::string> pending;
-    for (const auto& [job, j] : s_.jobs) {
+    for (const auto& [job, j] : state_.jobs) {
       if (!assign_.contains(job) && !changed_.contains(job)) pending.push_back(job);
     }
     std::sort(pending.begin(), pending.end(), [&](const std::string& a, const std::string& b) {
@@ -312,8 +312,8 @@ class Cycle {
           nodes.size() >= static_cast<size_t>(spec(job).max_nodes)) {
         continue;
       }
-      const auto last = s_.last_resize.find(job);
-      if (last != s_.last_resize.end() && now_ - last->second < options_.min_resize_interval) {
+      const auto last = state_.last_resize.find(job);
+      if (last != state_.last_resize.end() && now_ - last->second < options_.min_resize_interval) {
         continue;
       }
       elastic.push_back(job);
@@ -331,7 +331,7 @@ class Cycle {
       want = std::min(want, can.size());
       if (want == 0) continue;
       std::set<std::string> leaves;
-      for (const std::string& n : assign_.at(job)) leaves.insert(s_.nodes.at(n).leaf);
+      for (const std::string& n : assign_.at(job)) leaves.insert(state_.nodes.at(n).leaf);
       std::vector<std::string> more = pickNodes(can, want, leaves);
       if (admitted_.contains(job)) {
         // Admitted in this cycle: start at the larger size at once (one round, not two).
@@ -346,7 +346,7 @@ class Cycle {
     }
   }
 
-  const ClusterState& s_;
+  const ClusterState& state_;
   const absl::Time now_;
   const PolicyOptions& options_;
   std::map<std::string, std::vector<std::string>> assign_;

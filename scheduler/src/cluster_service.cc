@@ -16,14 +16,15 @@ std::string tokenOf(const grpc::CallbackServerContext* ctx) {
 
 class ClusterService final : public v1::Cluster::CallbackService {
  public:
-  ClusterService(ClusterManager& m, std::function<void()> kick) : m_(m), kick_(std::move(kick)) {}
+  ClusterService(ClusterManager& manager, std::function<void()> kick)
+      : manager_(manager), kick_(std::move(kick)) {}
 
   grpc::ServerUnaryReactor* RegisterNode(grpc::CallbackServerContext* ctx,
                                          const v1::RegisterNodeRequest* req,
                                          v1::RegisterNodeResponse* resp) override {
-    absl::Status s = m_.authorizeAdmin(tokenOf(ctx));
+    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
     if (s.ok()) {
-      auto r = m_.registerNode(*req, absl::Now());
+      auto r = manager_.registerNode(*req, absl::Now());
       if (r.ok()) *resp = *r;
       s = r.status();
     }
@@ -34,34 +35,35 @@ class ClusterService final : public v1::Cluster::CallbackService {
     const std::string node = req->node_id();
     auto* reactor = new EventStreamReactor<v1::NodeEvent>(
         [this, node](uint64_t handle, bool lost) {
-          m_.unwatchNode(node, handle, lost, absl::Now());
+          manager_.unwatchNode(node, handle, lost, absl::Now());
           kick_();
         },
         [](const v1::NodeEvent&) { return false; });
-    reactor->start(m_.authorizeAdmin(tokenOf(ctx)), [this, node](ClusterManager::NodeSink sink) {
-      return m_.watchNode(node, std::move(sink), absl::Now());
-    });
+    reactor->start(manager_.authorizeAdmin(tokenOf(ctx)),
+                   [this, node](ClusterManager::NodeSink sink) {
+                     return manager_.watchNode(node, std::move(sink), absl::Now());
+                   });
     return reactor;
   }
   grpc::ServerUnaryReactor* NodeHeartbeat(grpc::CallbackServerContext* ctx,
                                           const v1::NodeHeartbeatRequest* req,
                                           v1::NodeHeartbeatResponse* /*resp*/) override {
-    absl::Status s = m_.authorizeAdmin(tokenOf(ctx));
-    if (s.ok()) s = m_.nodeHeartbeat(req->node_id(), absl::Now());
+    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
+    if (s.ok()) s = manager_.nodeHeartbeat(req->node_id(), absl::Now());
     return done(ctx, s, /*kick=*/false);
   }
   grpc::ServerUnaryReactor* ReportExit(grpc::CallbackServerContext* ctx,
                                        const v1::ReportExitRequest* req,
                                        v1::ReportExitResponse* /*resp*/) override {
-    absl::Status s = m_.authorizeAdmin(tokenOf(ctx));
-    if (s.ok()) s = m_.reportExit(*req, absl::Now());
+    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
+    if (s.ok()) s = manager_.reportExit(*req, absl::Now());
     return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
                                    v1::SubmitResponse* resp) override {
-    absl::Status s = m_.authorizeAdmin(tokenOf(ctx));
+    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
     if (s.ok()) {
-      auto r = m_.submit(req->spec(), absl::Now());
+      auto r = manager_.submit(req->spec(), absl::Now());
       if (r.ok()) *resp = *r;
       s = r.status();
     }
@@ -70,31 +72,31 @@ class ClusterService final : public v1::Cluster::CallbackService {
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
                                      const v1::ListJobsRequest* req,
                                      v1::ListJobsResponse* resp) override {
-    *resp = m_.listJobs(req->all());
+    *resp = manager_.listJobs(req->all());
     return done(ctx, absl::OkStatus(), false);
   }
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
                                       const v1::ListNodesRequest* /*req*/,
                                       v1::ListNodesResponse* resp) override {
-    *resp = m_.listNodes();
+    *resp = manager_.listNodes();
     return done(ctx, absl::OkStatus(), false);
   }
   grpc::ServerUnaryReactor* Resize(grpc::CallbackServerContext* ctx, const v1::ResizeRequest* req,
                                    v1::ResizeResponse* /*resp*/) override {
-    absl::Status s = m_.authorizeJob(req->job_id(), tokenOf(ctx));
-    if (s.ok()) s = m_.resize(req->job_id(), req->nodes(), absl::Now());
+    absl::Status s = manager_.authorizeJob(req->job_id(), tokenOf(ctx));
+    if (s.ok()) s = manager_.resize(req->job_id(), req->nodes(), absl::Now());
     return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx, const v1::CancelRequest* req,
                                    v1::CancelResponse* /*resp*/) override {
-    absl::Status s = m_.authorizeJob(req->job_id(), tokenOf(ctx));
-    if (s.ok()) s = m_.cancel(req->job_id(), absl::Now());
+    absl::Status s = manager_.authorizeJob(req->job_id(), tokenOf(ctx));
+    if (s.ok()) s = manager_.cancel(req->job_id(), absl::Now());
     return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* req,
                                   v1::DrainResponse* /*resp*/) override {
-    absl::Status s = m_.authorizeAdmin(tokenOf(ctx));
-    if (s.ok()) s = m_.drain(req->node_id(), req->undo(), absl::Now());
+    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
+    if (s.ok()) s = manager_.drain(req->node_id(), req->undo(), absl::Now());
     return done(ctx, s);
   }
 
@@ -107,7 +109,7 @@ class ClusterService final : public v1::Cluster::CallbackService {
     return reactor;
   }
 
-  ClusterManager& m_;
+  ClusterManager& manager_;
   std::function<void()> kick_;
 };
 
