@@ -24,29 +24,19 @@
 #include "gangway/common/status.h"
 
 #include "backend.h"
+#include "ucx/ring.h"
 #include "ucx/ucx_world.h"
 
 namespace gangway::comm {
 
 namespace {
 
+using ucx::Blocks;
+using ucx::mod;
 using ucx::OpSet;
+using ucx::RingSchedule;
+using ucx::scratch;
 using ucx::UcxWorld;
-
-// Contiguous split of `count` elements into `parts` blocks, the first `count % parts` one longer.
-struct Blocks {
-  std::size_t count;
-  int parts;
-  std::size_t size(int i) const { return count / parts + (std::size_t(i) < count % parts ? 1 : 0); }
-  std::size_t offset(int i) const {
-    return std::size_t(i) * (count / parts) + std::min<std::size_t>(i, count % parts);
-  }
-};
-
-int mod(int a, int n) { return ((a % n) + n) % n; }
-
-// Receive slots of the ring's reduce steps (see runRing).
-constexpr std::size_t kRingSlots = 8;
 
 std::size_t envBytes(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
@@ -59,10 +49,10 @@ class UcxCommunicator final : public BackendCommunicator {
  public:
   UcxCommunicator(std::unique_ptr<UcxWorld> world, const Options& options)
       : BackendCommunicator(world->rank(), world->size(), ucxCapabilities()),
-        w_(std::move(world)),
+        world_(std::move(world)),
         algorithm_(options.algorithm),
-        p2p_send_seq_(w_->size(), 0),
-        p2p_recv_seq_(w_->size(), 0) {
+        p2p_send_seq_(world_->size(), 0),
+        p2p_recv_seq_(world_->size(), 0) {
     // Switch points and segment size: measured with benches/comm on shared memory at 2 ranks
     // (backends/ucx/README.md). Recursive doubling moves log2(n) whole vectors, so it stops
     // earlier in larger worlds. The variables exist for tuning on other machines and fabrics.
@@ -88,7 +78,7 @@ class UcxCommunicator final : public BackendCommunicator {
 
   absl::Status doReduceScatter(const void* send, void* recv, std::size_t count, DataType type,
                                ReduceOp op) override {
-    Ring r = ringOf(type, op);
+    RingSchedule r = ringOf(type, op);
     for (int i = 0; i < size(); ++i) r.block_offset[i] = std::size_t(i) * count;
     std::fill(r.block_count.begin(), r.block_count.end(), count);
     r.shift = 1;
@@ -106,7 +96,7 @@ class UcxCommunicator final : public BackendCommunicator {
     auto* out = static_cast<std::byte*>(recv);
     std::byte* mine = out + std::size_t(rank()) * count * es;
     if (mine != send) std::memcpy(mine, send, count * es);
-    Ring r = ringOf(type, ReduceOp::kSum);
+    RingSchedule r = ringOf(type, ReduceOp::kSum);
     for (int i = 0; i < size(); ++i) r.block_offset[i] = std::size_t(i) * count;
     std::fill(r.block_count.begin(), r.block_count.end(), count);
     r.reduce_steps = 0;
@@ -129,20 +119,20 @@ class UcxCommunicator final : public BackendCommunicator {
       while (mask < n) {
         if ((vr & mask) != 0) {
           const int parent = mod(vr - mask + root, n);
-          GW_RETURN_IF_ERROR(
-              w_->postRecv(set, parent, UcxWorld::collectiveTag(seq, parent, 0), recv, bytes, 0));
-          GW_RETURN_IF_ERROR(w_->waitAll(set, "broadcast"));
+          GW_RETURN_IF_ERROR(world_->postRecv(set, parent, UcxWorld::collectiveTag(seq, parent, 0),
+                                              recv, bytes, 0));
+          GW_RETURN_IF_ERROR(world_->waitAll(set, "broadcast"));
           break;
         }
         mask <<= 1;
       }
       for (mask >>= 1; mask > 0; mask >>= 1) {
         if (vr + mask < n) {
-          GW_RETURN_IF_ERROR(w_->postSend(set, mod(vr + mask + root, n),
-                                          UcxWorld::collectiveTag(seq, rank(), 0), recv, bytes));
+          GW_RETURN_IF_ERROR(world_->postSend(
+              set, mod(vr + mask + root, n), UcxWorld::collectiveTag(seq, rank(), 0), recv, bytes));
         }
       }
-      return w_->waitAll(set, "broadcast");
+      return world_->waitAll(set, "broadcast");
     }
     // Pipelined chain root -> root+1 -> ...: every segment is forwarded as soon as it lands.
     auto* buf = static_cast<std::byte*>(recv);
@@ -154,28 +144,28 @@ class UcxCommunicator final : public BackendCommunicator {
     auto segLen = [&](std::size_t k) { return std::min(seg, bytes - k * seg); };
     if (vr == 0) {
       for (std::size_t k = 0; k < nseg; ++k) {
-        GW_RETURN_IF_ERROR(w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
-                                        buf + k * seg, segLen(k)));
+        GW_RETURN_IF_ERROR(world_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
+                                            buf + k * seg, segLen(k)));
       }
-      return w_->waitAll(set, "broadcast");
+      return world_->waitAll(set, "broadcast");
     }
     for (std::size_t k = 0; k < nseg; ++k) {
-      GW_RETURN_IF_ERROR(w_->postRecv(set, prev, UcxWorld::collectiveTag(seq, prev, k),
-                                      buf + k * seg, segLen(k), k));
+      GW_RETURN_IF_ERROR(world_->postRecv(set, prev, UcxWorld::collectiveTag(seq, prev, k),
+                                          buf + k * seg, segLen(k), k));
     }
     std::size_t landed = 0;
     std::vector<uint64_t> done;
     while (landed < nseg) {
       done.clear();
-      GW_RETURN_IF_ERROR(w_->waitSome(set, done, "broadcast"));
+      GW_RETURN_IF_ERROR(world_->waitSome(set, done, "broadcast"));
       for (uint64_t k : done) {
         ++landed;
         if (!has_next) continue;
-        GW_RETURN_IF_ERROR(w_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
-                                        buf + k * seg, segLen(k)));
+        GW_RETURN_IF_ERROR(world_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
+                                            buf + k * seg, segLen(k)));
       }
     }
-    return w_->waitAll(set, "broadcast");
+    return world_->waitAll(set, "broadcast");
   }
 
   absl::Status doReduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
@@ -196,14 +186,14 @@ class UcxCommunicator final : public BackendCommunicator {
         if ((vr & mask) != 0) {
           const int parent = mod(vr - mask + root, n);
           GW_RETURN_IF_ERROR(
-              w_->postSend(set, parent, UcxWorld::collectiveTag(seq, rank(), 0), acc, bytes));
-          return w_->waitAll(set, "reduce");
+              world_->postSend(set, parent, UcxWorld::collectiveTag(seq, rank(), 0), acc, bytes));
+          return world_->waitAll(set, "reduce");
         }
         if (vr + mask < n) {
           const int child = mod(vr + mask + root, n);
           GW_RETURN_IF_ERROR(
-              w_->postRecv(set, child, UcxWorld::collectiveTag(seq, child, 0), tmp, bytes, 0));
-          GW_RETURN_IF_ERROR(w_->waitAll(set, "reduce"));
+              world_->postRecv(set, child, UcxWorld::collectiveTag(seq, child, 0), tmp, bytes, 0));
+          GW_RETURN_IF_ERROR(world_->waitAll(set, "reduce"));
           kernels::reduceHost(acc, acc, tmp, count, type, kop);
         }
       }
@@ -219,30 +209,30 @@ class UcxCommunicator final : public BackendCommunicator {
       const auto* in = static_cast<const std::byte*>(send);
       if (last) {
         for (std::size_t k = 0; k < nseg; ++k) {
-          GW_RETURN_IF_ERROR(w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
-                                          in + k * seg_elems * es, segCount(k) * es));
+          GW_RETURN_IF_ERROR(world_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
+                                              in + k * seg_elems * es, segCount(k) * es));
         }
-        return w_->waitAll(set, "reduce");
+        return world_->waitAll(set, "reduce");
       }
       for (std::size_t k = 0; k < nseg; ++k) {
-        GW_RETURN_IF_ERROR(w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, k),
-                                        tmp + k * seg_elems * es, segCount(k) * es, k));
+        GW_RETURN_IF_ERROR(world_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, k),
+                                            tmp + k * seg_elems * es, segCount(k) * es, k));
       }
       std::size_t landed = 0;
       std::vector<uint64_t> done;
       while (landed < nseg) {
         done.clear();
-        GW_RETURN_IF_ERROR(w_->waitSome(set, done, "reduce"));
+        GW_RETURN_IF_ERROR(world_->waitSome(set, done, "reduce"));
         for (uint64_t k : done) {
           ++landed;
           const std::size_t off = k * seg_elems * es;
           kernels::reduceHost(acc + off, in + off, tmp + off, segCount(k), type, kop);
           if (vr == 0) continue;
-          GW_RETURN_IF_ERROR(w_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
-                                          acc + off, segCount(k) * es));
+          GW_RETURN_IF_ERROR(world_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
+                                              acc + off, segCount(k) * es));
         }
       }
-      GW_RETURN_IF_ERROR(w_->waitAll(set, "reduce"));
+      GW_RETURN_IF_ERROR(world_->waitAll(set, "reduce"));
     }
     if (rank() == root && op == ReduceOp::kAvg) kernels::divideByHost(recv, count, type, n);
     return absl::OkStatus();
@@ -258,29 +248,29 @@ class UcxCommunicator final : public BackendCommunicator {
     OpSet set;
     for (int i = 1; i < n; ++i) {
       const int peer = mod(rank() - i, n);
-      GW_RETURN_IF_ERROR(w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, 0),
-                                      out + std::size_t(peer) * bytes, bytes, 0));
+      GW_RETURN_IF_ERROR(world_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, 0),
+                                          out + std::size_t(peer) * bytes, bytes, 0));
     }
     for (int i = 1; i < n; ++i) {  // staggered so that no rank is everyone's first target
       const int peer = mod(rank() + i, n);
-      GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), 0),
-                                      in + std::size_t(peer) * bytes, bytes));
+      GW_RETURN_IF_ERROR(world_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), 0),
+                                          in + std::size_t(peer) * bytes, bytes));
     }
-    return w_->waitAll(set, "allToAll");
+    return world_->waitAll(set, "allToAll");
   }
 
   absl::Status doSend(const void* buf, std::size_t count, DataType type, int peer) override {
     OpSet set;
-    GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::p2pTag(rank(), p2p_send_seq_[peer]++), buf,
-                                    count * kernels::dataTypeSize(type)));
-    return w_->waitAll(set, "send");
+    GW_RETURN_IF_ERROR(world_->postSend(set, peer, UcxWorld::p2pTag(rank(), p2p_send_seq_[peer]++),
+                                        buf, count * kernels::dataTypeSize(type)));
+    return world_->waitAll(set, "send");
   }
 
   absl::Status doRecv(void* buf, std::size_t count, DataType type, int peer) override {
     OpSet set;
-    GW_RETURN_IF_ERROR(w_->postRecv(set, peer, UcxWorld::p2pTag(peer, p2p_recv_seq_[peer]++), buf,
-                                    count * kernels::dataTypeSize(type), 0));
-    return w_->waitAll(set, "recv");
+    GW_RETURN_IF_ERROR(world_->postRecv(set, peer, UcxWorld::p2pTag(peer, p2p_recv_seq_[peer]++),
+                                        buf, count * kernels::dataTypeSize(type), 0));
+    return world_->waitAll(set, "recv");
   }
 
   absl::Status doBarrier() override {  // dissemination: ceil(log2(n)) rounds
@@ -293,38 +283,17 @@ class UcxCommunicator final : public BackendCommunicator {
       char in = 0;
       const int from = mod(rank() - k, n);
       GW_RETURN_IF_ERROR(
-          w_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, step), &in, 1, 0));
-      GW_RETURN_IF_ERROR(w_->postSend(set, mod(rank() + k, n),
-                                      UcxWorld::collectiveTag(seq, rank(), step), &out, 1));
-      GW_RETURN_IF_ERROR(w_->waitAll(set, "barrier"));
+          world_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, step), &in, 1, 0));
+      GW_RETURN_IF_ERROR(world_->postSend(set, mod(rank() + k, n),
+                                          UcxWorld::collectiveTag(seq, rank(), step), &out, 1));
+      GW_RETURN_IF_ERROR(world_->waitAll(set, "barrier"));
     }
     return absl::OkStatus();
   }
 
  private:
-  // A ring schedule over `size()` blocks of one array. At step t a rank sends block
-  // (rank - t - shift) to its right neighbour and receives block (rank - t - 1 - shift) from its
-  // left one. The first `reduce_steps` steps reduce (received data lands in scratch and is
-  // combined with this rank's input), the next `gather_steps` steps only forward (received data
-  // lands in the output). Every block is cut into segments; a segment received at step t is sent
-  // on at step t+1 as soon as it is ready, so steps overlap.
-  struct Ring {
-    DataType type;
-    ReduceOp op;
-    std::vector<std::size_t> block_offset;  // in elements
-    std::vector<std::size_t> block_count;
-    int shift = 0;
-    int reduce_steps = 0;
-    int gather_steps = 0;
-    const std::byte* input = nullptr;  // this rank's contribution (indexed by block offset)
-    std::byte* output = nullptr;       // indexed by block offset, unless final_block_to_output
-    // Reduce-scatter: the block finished at the last reduce step goes to `output` (one block
-    // long); partial sums live in scratch.
-    bool final_block_to_output = false;
-  };
-
-  Ring ringOf(DataType type, ReduceOp op) const {
-    Ring r;
+  RingSchedule ringOf(DataType type, ReduceOp op) const {
+    RingSchedule r;
     r.type = type;
     r.op = op;
     r.block_offset.assign(size(), 0);
@@ -332,135 +301,13 @@ class UcxCommunicator final : public BackendCommunicator {
     return r;
   }
 
-  absl::Status runRing(const Ring& r, const char* what) {
-    const int n = size();
-    const int me = rank();
-    const int left = mod(me - 1, n);
-    const int right = mod(me + 1, n);
-    const std::size_t es = kernels::dataTypeSize(r.type);
-    const int steps = r.reduce_steps + r.gather_steps;
-    const ReduceOp kop = r.op == ReduceOp::kAvg ? ReduceOp::kSum : r.op;
-    std::size_t total = 0;
-    std::size_t largest = 0;
-    for (int b = 0; b < n; ++b) {
-      total = std::max(total, r.block_offset[b] + r.block_count[b]);
-      largest = std::max(largest, r.block_count[b]);
-    }
-    const std::size_t seg_elems = std::max<std::size_t>(1, segment_bytes_ / es);
-    const std::size_t max_seg = std::max<std::size_t>(1, (largest + seg_elems - 1) / seg_elems);
-    std::byte* acc = r.final_block_to_output ? scratch(acc_, total * es) : r.output;
-    const uint32_t seq = seq_++;
-
-    auto sendBlock = [&](int t) { return mod(me - t - r.shift, n); };
-    auto recvBlock = [&](int t) { return mod(me - t - 1 - r.shift, n); };
-    auto segCount = [&](int b, std::size_t k) {
-      return std::min(seg_elems, r.block_count[b] - k * seg_elems);
-    };
-    auto segs = [&](int b) { return (r.block_count[b] + seg_elems - 1) / seg_elems; };
-    // Where the result of step t's segment k lives (what step t+1 sends).
-    auto resultAt = [&](int t, int b, std::size_t k) -> std::byte* {
-      const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-      if (t < r.reduce_steps) {
-        if (r.final_block_to_output && t == r.reduce_steps - 1) {
-          return r.output + k * seg_elems * es;
-        }
-        return acc + off;
-      }
-      return r.output + off;
-    };
-    if (uint64_t(steps) * max_seg >= (uint64_t{1} << 20)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": ", total,
-                       " elements make too many segments for the ring (raise "
-                       "GANGWAY_UCX_SEGMENT_BYTES)"));
-    }
-
-    // Data to be reduced lands in a few segment-sized slots that are reused as soon as their
-    // segment is reduced, so it is still in cache when the reduction reads it. Receives for the
-    // reduce steps are posted in step order as slots free up (the earliest unfinished segment of
-    // the whole ring always has a posted receive, so this cannot deadlock); receives for the
-    // gather steps land in the output directly and are all posted at once.
-    const std::size_t slots = r.reduce_steps > 0 ? kRingSlots : 0;
-    std::byte* slot_mem = slots > 0 ? scratch(tmp_, slots * seg_elems * es) : nullptr;
-    std::vector<std::size_t> free_slots;
-    for (std::size_t i = slots; i > 0; --i) free_slots.push_back(i - 1);
-    std::vector<uint64_t> reduce_recvs;  // ids (t * max_seg + k) in step order, not yet posted
-    OpSet set;
-    std::size_t expected = 0;
-    for (int t = 0; t < steps; ++t) {
-      const int b = recvBlock(t);
-      for (std::size_t k = 0; k < segs(b); ++k) {
-        const uint64_t id = uint64_t(t) * max_seg + k;
-        ++expected;
-        if (t < r.reduce_steps) {
-          reduce_recvs.push_back(id);
-          continue;
-        }
-        const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-        GW_RETURN_IF_ERROR(w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
-                                        r.output + off, segCount(b, k) * es, id << 8));
-      }
-    }
-    std::size_t next_reduce_recv = 0;
-    auto postReduceRecvs = [&]() -> absl::Status {
-      while (next_reduce_recv < reduce_recvs.size() && !free_slots.empty()) {
-        const uint64_t id = reduce_recvs[next_reduce_recv++];
-        const std::size_t slot = free_slots.back();
-        free_slots.pop_back();
-        const int b = recvBlock(int(id / max_seg));
-        GW_RETURN_IF_ERROR(w_->postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
-                                        slot_mem + slot * seg_elems * es,
-                                        segCount(b, id % max_seg) * es, (id << 8) | slot));
-      }
-      return absl::OkStatus();
-    };
-    GW_RETURN_IF_ERROR(postReduceRecvs());
-    {
-      const int b = sendBlock(0);
-      for (std::size_t k = 0; k < segs(b); ++k) {
-        const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-        GW_RETURN_IF_ERROR(w_->postSend(set, right, UcxWorld::collectiveTag(seq, me, uint32_t(k)),
-                                        r.input + off, segCount(b, k) * es));
-      }
-    }
-    std::vector<uint64_t> done;
-    while (expected > 0) {
-      done.clear();
-      GW_RETURN_IF_ERROR(w_->waitSome(set, done, what));
-      for (uint64_t cookie : done) {
-        --expected;
-        const uint64_t id = cookie >> 8;
-        const int t = int(id / max_seg);
-        const std::size_t k = id % max_seg;
-        const int b = recvBlock(t);
-        const std::size_t cnt = segCount(b, k);
-        std::byte* result = resultAt(t, b, k);
-        if (t < r.reduce_steps) {
-          const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
-          const std::size_t slot = cookie & 0xFF;
-          // The left neighbour's partial result is the left operand, this rank's data the right:
-          // each block is reduced along one chain, so every rank ends with the same bits.
-          kernels::reduceHost(result, slot_mem + slot * seg_elems * es, r.input + off, cnt, r.type,
-                              kop);
-          if (t == r.reduce_steps - 1 && r.op == ReduceOp::kAvg) {
-            kernels::divideByHost(result, cnt, r.type, n);
-          }
-          free_slots.push_back(slot);
-          GW_RETURN_IF_ERROR(postReduceRecvs());
-        }
-        if (t + 1 < steps) {
-          const uint64_t next = uint64_t(t + 1) * max_seg + k;
-          GW_RETURN_IF_ERROR(w_->postSend(
-              set, right, UcxWorld::collectiveTag(seq, me, uint32_t(next)), result, cnt * es));
-        }
-      }
-    }
-    return w_->waitAll(set, what);
+  absl::Status runRing(const RingSchedule& r, const char* what) {
+    return ucx::runRing(*world_, r, seq_++, segment_bytes_, tmp_, acc_, what);
   }
 
   absl::Status ringAllReduce(const void* send, void* recv, std::size_t count, DataType type,
                              ReduceOp op) {
-    Ring r = ringOf(type, op);
+    RingSchedule r = ringOf(type, op);
     Blocks blocks{count, size()};
     for (int i = 0; i < size(); ++i) {
       r.block_offset[i] = blocks.offset(i);
@@ -505,13 +352,13 @@ class UcxCommunicator final : public BackendCommunicator {
     OpSet set;
     if (f.newrank < 0) {
       GW_RETURN_IF_ERROR(
-          w_->postSend(set, rank() + 1, UcxWorld::collectiveTag(seq, rank(), 0), send, bytes));
-      return w_->waitAll(set, "allReduce");
+          world_->postSend(set, rank() + 1, UcxWorld::collectiveTag(seq, rank(), 0), send, bytes));
+      return world_->waitAll(set, "allReduce");
     }
     std::byte* tmp = scratch(tmp_, bytes);
-    GW_RETURN_IF_ERROR(
-        w_->postRecv(set, rank() - 1, UcxWorld::collectiveTag(seq, rank() - 1, 0), tmp, bytes, 0));
-    GW_RETURN_IF_ERROR(w_->waitAll(set, "allReduce"));
+    GW_RETURN_IF_ERROR(world_->postRecv(
+        set, rank() - 1, UcxWorld::collectiveTag(seq, rank() - 1, 0), tmp, bytes, 0));
+    GW_RETURN_IF_ERROR(world_->waitAll(set, "allReduce"));
     kernels::reduceHost(recv, tmp, send, count, type, kop);  // lower rank's data on the left
     cur = static_cast<const std::byte*>(recv);
     return absl::OkStatus();
@@ -523,13 +370,13 @@ class UcxCommunicator final : public BackendCommunicator {
     OpSet set;
     constexpr uint32_t kStep = 0xFFFFF;  // past every step the exchanges use
     if (f.newrank < 0) {
-      GW_RETURN_IF_ERROR(w_->postRecv(
+      GW_RETURN_IF_ERROR(world_->postRecv(
           set, rank() + 1, UcxWorld::collectiveTag(seq, rank() + 1, kStep), recv, bytes, 0));
     } else {
-      GW_RETURN_IF_ERROR(
-          w_->postSend(set, rank() - 1, UcxWorld::collectiveTag(seq, rank(), kStep), recv, bytes));
+      GW_RETURN_IF_ERROR(world_->postSend(
+          set, rank() - 1, UcxWorld::collectiveTag(seq, rank(), kStep), recv, bytes));
     }
-    return w_->waitAll(set, "allReduce");
+    return world_->waitAll(set, "allReduce");
   }
 
   // One exchange with `peer`: send [send_off, +send_bytes) of `from`, receive into tmp at
@@ -539,14 +386,14 @@ class UcxCommunicator final : public BackendCommunicator {
                         std::size_t recv_bytes) {
     OpSet set;
     if (recv_bytes > 0) {
-      GW_RETURN_IF_ERROR(
-          w_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, step), into, recv_bytes, 0));
+      GW_RETURN_IF_ERROR(world_->postRecv(set, peer, UcxWorld::collectiveTag(seq, peer, step), into,
+                                          recv_bytes, 0));
     }
     if (send_bytes > 0) {
-      GW_RETURN_IF_ERROR(w_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), step),
-                                      from + send_off, send_bytes));
+      GW_RETURN_IF_ERROR(world_->postSend(set, peer, UcxWorld::collectiveTag(seq, rank(), step),
+                                          from + send_off, send_bytes));
     }
-    return w_->waitAll(set, "allReduce");
+    return world_->waitAll(set, "allReduce");
   }
 
   absl::Status recursiveDoubling(const void* send, void* recv, std::size_t count, DataType type,
@@ -642,12 +489,7 @@ class UcxCommunicator final : public BackendCommunicator {
     return Algorithm::kRing;
   }
 
-  static std::byte* scratch(std::vector<std::byte>& buf, std::size_t bytes) {
-    if (buf.size() < bytes) buf.resize(bytes);
-    return buf.data();
-  }
-
-  std::unique_ptr<UcxWorld> w_;
+  std::unique_ptr<UcxWorld> world_;
   const Algorithm algorithm_;
   std::size_t rd_max_bytes_;
   std::size_t rabenseifner_max_bytes_;

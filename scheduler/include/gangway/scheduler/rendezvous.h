@@ -184,6 +184,9 @@ class Rendezvous {
 // Compares secrets in time independent of where they differ.
 bool constantTimeEquals(const std::string& a, const std::string& b);
 
+// "2" or "1:4", as --nnodes is written.
+std::string formatNnodes(int min, int max);
+
 // Store keys the rendezvous and the agents agree on.
 std::string masterPortKey(int64_t round);
 std::string layoutKey(int64_t round);
