@@ -1,6 +1,6 @@
 #include "gangway/kv/block_pool.h"
 
-#include <cassert>
+#include "gangway/common/check.h"
 
 namespace gangway::kv {
 
@@ -62,7 +62,7 @@ BlockId BlockPool::oldestCached() const {
 
 BlockId BlockPool::allocate() {
   const BlockId b = peekFree();
-  assert(b != kNoBlock);
+  GW_CHECK(b != kNoBlock);
   unlink(b);
   ref_[b] = 1;
   return b;
@@ -73,7 +73,7 @@ void BlockPool::ref(BlockId b) {
 }
 
 bool BlockPool::unref(BlockId b) {
-  assert(ref_[b] > 0);
+  GW_CHECK(ref_[b] > 0);
   if (--ref_[b] != 0) return false;
   if (node_[b] != kNoNode) {
     pushBack(kCachedList, b);
@@ -86,7 +86,7 @@ bool BlockPool::unref(BlockId b) {
 }
 
 void BlockPool::makeEmpty(BlockId b) {
-  assert(ref_[b] == 0 && list_[b] == kCachedList);
+  GW_CHECK(ref_[b] == 0 && list_[b] == kCachedList);
   unlink(b);
   node_[b] = kNoNode;
   pushFront(kEmptyList, b);

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cmath>
 
 #include <absl/container/flat_hash_set.h>
 #include <absl/strings/str_cat.h>
 
+#include "gangway/common/check.h"
 #include "gangway/common/status.h"
 
 namespace gangway::kv {
@@ -167,7 +167,7 @@ void KvCacheManager::keyComputedBlocks(Sequence& s) {
       node.device = b;  // a new node, or one only on the host tier: this block is its device copy
       device_.setNode(b, n);
     }
-    assert(existed || node.device == b);  // a new node always gets this block as its copy
+    GW_CHECK(existed || node.device == b);  // a new node always gets this block as its copy
     s.parent_hash = hash;
     s.parent_content = node.content;
   }

@@ -1,9 +1,10 @@
 #include "gangway/kv/prefix_index.h"
 
-#include <cassert>
 #include <cstring>
 
 #define XXH_INLINE_ALL
+#include "gangway/common/check.h"
+
 #include <xxhash.h>
 
 namespace gangway::kv {
@@ -65,7 +66,7 @@ NodeId PrefixIndex::insert(uint64_t hash, uint64_t parent_content, std::span<con
     }
     return kNoNode;  // a collision: the hash belongs to other content
   }
-  assert(!free_nodes_.empty());
+  GW_CHECK(!free_nodes_.empty());
   const NodeId n = free_nodes_.back();
   free_nodes_.pop_back();
   it->second = n;
@@ -83,7 +84,7 @@ NodeId PrefixIndex::insert(uint64_t hash, uint64_t parent_content, std::span<con
 
 void PrefixIndex::erase(NodeId n) {
   PrefixNode& node = nodes_[n];
-  assert(node.device == kNoBlock && node.host == kNoBlock);
+  GW_CHECK(node.device == kNoBlock && node.host == kNoBlock);
   index_.erase(node.hash);
   if (node.num_extra != 0) extras_.erase(n);
   node = PrefixNode{};
