@@ -8,11 +8,11 @@
 #include <cstring>
 #include <string>
 
+#include <getopt.h>
+
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
-
-#include <getopt.h>
 
 namespace gangway::bench {
 

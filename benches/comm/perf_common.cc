@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 #include <absl/strings/str_cat.h>
@@ -24,7 +26,6 @@
 #include "perf_data.h"
 #include "perf_memory.h"
 #include "perf_report.h"
-#include <unistd.h>
 
 namespace gangway::bench {
 

@@ -11,11 +11,12 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "gangway/kernels/kv_cache_cuda.h"
 #include "gangway/kernels/reduce_cuda.h"
 
 #include "bench_timing_cuda.h"
-#include <cuda_runtime_api.h>
 
 namespace k = gangway::kernels;
 using gangway::benches::medianMs;

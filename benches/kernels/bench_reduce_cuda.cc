@@ -5,10 +5,11 @@
 #include <cstdio>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "gangway/kernels/reduce_cuda.h"
 
 #include "bench_timing_cuda.h"
-#include <cuda_runtime_api.h>
 
 namespace k = gangway::kernels;
 using gangway::benches::medianMs;

@@ -14,18 +14,17 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/str_cat.h>
 #include <absl/synchronization/mutex.h>
 #include <absl/synchronization/notification.h>
 #include <absl/time/time.h>
+#include <grpcpp/grpcpp.h>
 
 #include "gangway/v1/rendezvous.grpc.pb.h"
-
-#include <grpcpp/grpcpp.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace {
 

@@ -33,20 +33,19 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 
 #include "gangway/scheduler/state_store.h"
-
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace sched = gangway::scheduler;
 

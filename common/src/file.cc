@@ -3,16 +3,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
 #include <absl/strings/strip.h>
 
 #include "gangway/common/fd.h"
-
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace gangway {
 namespace {

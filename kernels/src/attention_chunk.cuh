@@ -6,11 +6,11 @@
 
 #include <cstdint>
 
-#include "gangway/kernels/fp8.h"
-#include "gangway/kernels/kv_cache.h"
-
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include "gangway/kernels/fp8.h"
+#include "gangway/kernels/kv_cache.h"
 
 namespace gangway::kernels::attention {
 

@@ -4,7 +4,6 @@
 
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
-
 #include <cuda_runtime.h>
 
 namespace gangway::kernels::detail {

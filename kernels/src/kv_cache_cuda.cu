@@ -4,13 +4,13 @@
 #include <cstdint>
 
 #include <absl/strings/str_cat.h>
+#include <cuda_runtime.h>
 
 #include "gangway/kernels/kv_cache_cuda.h"
 
 #include "cuda_check.h"
 #include "kv_cache_args.h"
 #include "kv_elem.h"
-#include <cuda_runtime.h>
 
 namespace gangway::kernels {
 namespace {

@@ -2,13 +2,13 @@
 #include <type_traits>
 
 #include <absl/strings/str_cat.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include "gangway/kernels/reduce_cuda.h"
 
 #include "reduce_apply.h"
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
 
 namespace gangway::kernels {
 namespace {

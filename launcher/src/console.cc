@@ -3,9 +3,9 @@
 #include <cerrno>
 #include <string>
 
-#include "gangway/launcher/supervisor.h"
-
 #include <unistd.h>
+
+#include "gangway/launcher/supervisor.h"
 
 namespace gangway::launcher {
 

@@ -3,14 +3,13 @@
 #include <cerrno>
 #include <cmath>
 
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "gangway/common/status.h"
-
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -10,10 +13,6 @@
 
 #include "gangway/common/fd.h"
 #include "gangway/common/status.h"
-
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netdb.h>
 
 namespace gangway::launcher {
 

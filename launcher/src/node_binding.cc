@@ -1,12 +1,12 @@
 #include "node_binding.h"
 
+#include <sched.h>
+
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 
 #include "gangway/common/log.h"
 #include "gangway/topology/discover.h"
-
-#include <sched.h>
 
 namespace gangway::launcher {
 

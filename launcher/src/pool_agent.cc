@@ -10,8 +10,10 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
@@ -35,8 +37,6 @@
 
 #include "network.h"
 #include "process.h"
-#include <fcntl.h>
-#include <unistd.h>
 
 extern char** environ;
 

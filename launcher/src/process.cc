@@ -6,19 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fcntl.h>
+#include <numaif.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/status.h"
-
-#include <fcntl.h>
-#include <numaif.h>
-#include <sched.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -3,6 +3,7 @@
 #include <deque>
 
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <absl/base/thread_annotations.h>
 #include <absl/strings/str_cat.h>
@@ -13,8 +14,6 @@
 #include "gangway/scheduler/client/agent_session.h"
 #include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/rendezvous.grpc.pb.h"
-
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

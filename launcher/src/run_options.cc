@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <random>
 
+#include <sched.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <absl/strings/ascii.h>
 #include <absl/strings/numbers.h>
@@ -20,9 +22,6 @@
 #include "gangway/topology/discover.h"
 #include "gangway/topology/network_path.h"
 #include "gangway/topology/placement.h"
-
-#include <sched.h>
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -7,6 +7,9 @@
 #include <variant>
 #include <vector>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <absl/cleanup/cleanup.h>
 #include <absl/strings/str_cat.h>
 
@@ -26,8 +29,6 @@
 #include "rendezvous_client.h"
 #include "rendezvous_place.h"
 #include "worker_group.h"
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

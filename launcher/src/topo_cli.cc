@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include <sched.h>
+
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -19,8 +21,6 @@
 #include "gangway/topology/network_path.h"
 #include "gangway/topology/placement.h"
 #include "gangway/topology/report.h"
-
-#include <sched.h>
 
 namespace gangway::launcher {
 namespace {

@@ -3,8 +3,11 @@
 #include <cerrno>
 #include <chrono>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/str_cat.h>
 
@@ -13,9 +16,6 @@
 #include "gangway/launcher/restart_policy.h"
 
 #include "console.h"
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

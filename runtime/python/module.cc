@@ -4,10 +4,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "gangway/kv/manager.h"
-
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include "gangway/kv/manager.h"
 
 namespace py = pybind11;
 namespace kv = gangway::kv;

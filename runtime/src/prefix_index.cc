@@ -3,9 +3,9 @@
 #include <cstring>
 
 #define XXH_INLINE_ALL
-#include "gangway/common/check.h"
-
 #include <xxhash.h>
+
+#include "gangway/common/check.h"
 
 namespace gangway::kv {
 

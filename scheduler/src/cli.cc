@@ -5,6 +5,9 @@
 #include <string>
 #include <thread>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -20,8 +23,6 @@
 #include "gangway/scheduler/state_store.h"
 
 #include "http_endpoint.h"
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {

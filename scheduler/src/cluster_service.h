@@ -4,9 +4,9 @@
 #include <functional>
 #include <memory>
 
-#include "gangway/scheduler/cluster.h"
-
 #include <grpcpp/grpcpp.h>
+
+#include "gangway/scheduler/cluster.h"
 
 namespace gangway::scheduler {
 

@@ -8,19 +8,18 @@
 #include <set>
 #include <string>
 
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <absl/base/thread_annotations.h>
 #include <absl/strings/str_cat.h>
 #include <absl/synchronization/mutex.h>
+#include <zlib.h>
 
 #include "gangway/common/status.h"
 #include "gangway/scheduler/state_store.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-#include <zlib.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -9,7 +9,6 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
-
 #include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {

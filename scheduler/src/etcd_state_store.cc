@@ -8,13 +8,13 @@
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <absl/synchronization/mutex.h>
+#include <grpcpp/grpcpp.h>
 
 #include "gangway/common/status.h"
 #include "gangway/scheduler/state_store.h"
 
 #include "etcd/etcd_kv.grpc.pb.h"
 #include "etcd_channel.h"
-#include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -12,10 +12,9 @@
 #include <absl/base/thread_annotations.h>
 #include <absl/status/statusor.h>
 #include <absl/synchronization/mutex.h>
+#include <grpcpp/grpcpp.h>
 
 #include "gangway/scheduler/client/channel.h"
-
-#include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {
 

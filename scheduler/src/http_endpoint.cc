@@ -5,8 +5,12 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -14,11 +18,6 @@
 #include "gangway/common/host_port.h"
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
-
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -11,12 +11,12 @@
 #include <absl/strings/str_split.h>
 #include <absl/synchronization/mutex.h>
 #include <absl/time/clock.h>
+#include <grpcpp/grpcpp.h>
 
 #include "gangway/common/status.h"
 
 #include "etcd/etcd_kv.grpc.pb.h"
 #include "etcd_channel.h"
-#include <grpcpp/grpcpp.h>
 
 namespace gangway::scheduler {
 namespace {

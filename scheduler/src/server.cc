@@ -6,6 +6,8 @@
 
 #include <absl/strings/str_cat.h>
 #include <absl/synchronization/mutex.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
 
 #include "gangway/common/file.h"
 #include "gangway/common/host_port.h"
@@ -17,8 +19,6 @@
 
 #include "cluster_service.h"
 #include "event_stream.h"
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/security/server_credentials.h>
 
 namespace gangway::scheduler {
 namespace {

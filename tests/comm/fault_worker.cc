@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "gangway/comm/communicator.h"
-
 #include <unistd.h>
+
+#include "gangway/comm/communicator.h"
 
 namespace gc = gangway::comm;
 

@@ -21,14 +21,13 @@
 #include <vector>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-
-#include <unistd.h>
 
 namespace {
 

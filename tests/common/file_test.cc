@@ -6,10 +6,9 @@
 #include <string>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
-
-#include <unistd.h>
 
 namespace gangway {
 namespace {

@@ -9,13 +9,13 @@
 #include <random>
 #include <vector>
 
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include "gangway/kernels/kv_cache.h"
 #include "gangway/kernels/reduce_cuda.h"
 
 #include "kv_test_util.h"
-#include <cuda_runtime_api.h>
 
 namespace gangway::kernels {
 namespace {

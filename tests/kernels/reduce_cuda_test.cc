@@ -6,9 +6,8 @@
 #include <random>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 namespace gangway::kernels {
 namespace {

@@ -8,16 +8,15 @@
 #include <random>
 #include <sstream>
 
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <gtest/gtest.h>
 
 extern char** environ;  // NOLINT(readability-identifier-naming): POSIX name
 

@@ -4,10 +4,11 @@
 #include <regex>
 #include <set>
 
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
-#include <signal.h>
 
 namespace gangway::testing {
 namespace {

@@ -21,12 +21,15 @@
 #include <vector>
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 #include <absl/time/clock.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include "gangway/scheduler/client/channel.h"
@@ -34,9 +37,6 @@
 #include "gangway/v1/cluster.grpc.pb.h"
 
 #include "agent_harness.h"
-#include <google/protobuf/util/json_util.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::testing {
 namespace {

@@ -3,10 +3,10 @@
 #include <csignal>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
 #include <unistd.h>
+
+#include <gtest/gtest.h>
 
 namespace gangway::launcher {
 namespace {

@@ -5,13 +5,13 @@
 #include <set>
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::testing {
 namespace {

@@ -2,12 +2,11 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "gangway/common/fd.h"
-
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -1,8 +1,8 @@
 #include "gangway/launcher/restart_policy.h"
 
-#include <gtest/gtest.h>
-
 #include <signal.h>
+
+#include <gtest/gtest.h>
 
 namespace gangway::launcher {
 namespace {

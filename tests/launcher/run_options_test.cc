@@ -4,10 +4,9 @@
 #include <fstream>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
-
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

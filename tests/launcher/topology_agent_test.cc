@@ -4,10 +4,11 @@
 #include <fstream>
 #include <map>
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
-#include <sched.h>
 
 namespace gangway::testing {
 namespace {

@@ -1,8 +1,9 @@
 // Real PyTorch (Debian's python3-torch, gloo backend) under `gangway run`.
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "agent_harness.h"
-#include <unistd.h>
 
 namespace gangway::testing {
 namespace {

@@ -7,12 +7,11 @@
 #include <string>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "gangway/launcher/restart_policy.h"
-
-#include <unistd.h>
 
 namespace gangway::launcher {
 namespace {

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <stdlib.h>
+
 #include <gtest/gtest.h>
 
 #include "gangway/scheduler/state_store.h"
-
-#include <stdlib.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -4,8 +4,11 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <absl/synchronization/notification.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "gangway/scheduler/client/channel.h"
@@ -13,9 +16,6 @@
 #include "gangway/v1/rendezvous.grpc.pb.h"
 
 #include "store_conformance.h"
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
-#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -12,19 +12,18 @@
 #include <string>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <absl/strings/match.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "gangway/scheduler/leader_election.h"
-
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::scheduler {
 namespace {

@@ -16,7 +16,6 @@
 #define MPICH_SKIP_MPICXX 1
 #endif
 #include <absl/status/status.h>
-
 #include <mpi.h>
 
 namespace gangway::comm {

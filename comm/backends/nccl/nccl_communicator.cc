@@ -22,13 +22,13 @@
 #include <absl/strings/string_view.h>
 #include <absl/time/clock.h>
 #include <absl/time/time.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
 
 #include "gangway/common/status.h"
 #include "gangway/kernels/reduce.h"
 
 #include "backend.h"
-#include <cuda_runtime.h>
-#include <nccl.h>
 
 namespace gangway::comm {
 

@@ -6,16 +6,16 @@
 #include <fstream>
 #include <utility>
 
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 
 #include "gangway/common/status.h"
-
-#include <sched.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace gangway::comm::ucx {
 

@@ -12,10 +12,9 @@
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 #include <absl/time/time.h>
+#include <ucp/api/ucp.h>
 
 #include "gangway/comm/bootstrap.h"
-
-#include <ucp/api/ucp.h>
 
 namespace gangway::comm::ucx {
 

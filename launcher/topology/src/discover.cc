@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <optional>
 
+#include <unistd.h>
+
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
@@ -19,7 +21,6 @@
 
 #include "nvml.h"
 #include "verbs.h"
-#include <unistd.h>
 
 namespace gangway::topology {
 namespace {

@@ -9,7 +9,6 @@
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
-
 #include <tinyxml2.h>
 
 namespace gangway::topology {

@@ -2,10 +2,10 @@
 
 #include <cstring>
 
+#include <dlfcn.h>
+
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
-
-#include <dlfcn.h>
 
 namespace gangway::topology {
 namespace {

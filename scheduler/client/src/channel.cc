@@ -3,12 +3,12 @@
 #include <atomic>
 #include <cstring>
 
-#include "gangway/common/file.h"
-#include "gangway/common/log.h"
-
 #include <grpc/support/log.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+
+#include "gangway/common/file.h"
+#include "gangway/common/log.h"
 
 namespace gangway::scheduler {
 namespace {

@@ -15,13 +15,12 @@
 #include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <absl/time/clock.h>
+#include <google/protobuf/util/json_util.h>
 
 #include "gangway/common/file.h"
 #include "gangway/common/host_port.h"
 #include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/cluster.grpc.pb.h"
-
-#include <google/protobuf/util/json_util.h>
 
 namespace gangway::scheduler {
 namespace {

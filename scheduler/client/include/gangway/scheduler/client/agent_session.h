@@ -22,7 +22,6 @@
 #include <absl/status/statusor.h>
 #include <absl/synchronization/mutex.h>
 #include <absl/time/time.h>
-
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 

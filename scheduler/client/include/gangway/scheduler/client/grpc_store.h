@@ -4,9 +4,9 @@
 #include <memory>
 #include <string>
 
-#include "gangway/scheduler/client/store.h"
-
 #include <grpcpp/channel.h>
+
+#include "gangway/scheduler/client/store.h"
 
 namespace gangway::scheduler {
 
