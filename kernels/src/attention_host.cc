@@ -4,6 +4,7 @@
 
 #include "gangway/kernels/kv_cache.h"
 
+#include "cpu_features.h"
 #include "kv_cache_args.h"
 
 namespace gangway::kernels {
@@ -17,13 +18,8 @@ void pagedDecodeAttention(const PagedAttentionArgs& args);
 namespace {
 
 bool haveAvx2() {
-#if defined(__x86_64__)
-  static const bool kSupported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                                 __builtin_cpu_supports("fma");
-  return kSupported;
-#else
-  return false;
-#endif
+  const CpuFeatures& cpu = cpuFeatures();
+  return cpu.avx2 && cpu.f16c && cpu.fma;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "gangway/kernels/reduce.h"
 
+#include "cpu_features.h"
 #include "reduce_apply.h"
 
 namespace gangway::kernels {
@@ -17,12 +18,8 @@ void reduce(void* d, const void* a, const void* b, std::size_t n, DataType type,
 namespace {
 
 bool haveAvx2() {
-#if defined(__x86_64__)
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  return yes;
-#else
-  return false;
-#endif
+  const CpuFeatures& cpu = cpuFeatures();
+  return cpu.avx2 && cpu.f16c;
 }
 
 template <typename T>
