@@ -33,9 +33,7 @@ Exit status: 0 on success; the failing worker's exit code (128+N for signal N) o
 --max-restarts restarts are spent; 128+N when the agent is stopped by signal N; 2 for bad
 input. PYTHON_EXEC names the interpreter (default: python3 on PATH).)";
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int runGangway(int argc, char** argv) {
   CLI::App app{"gangway: launch, supervise and schedule distributed training and inference jobs",
                "gangway"};
   app.require_subcommand(1);
@@ -119,4 +117,19 @@ int main(int argc, char** argv) {
     return result.exit_code;
   }
   return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // gangway reports errors as statuses; an exception reaching here is a bug or an allocation
+  // failure, and still ends with one line and a non-zero status rather than an abort.
+  try {
+    return runGangway(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gangway: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "gangway: error: an unknown exception\n");
+  }
+  return 1;
 }

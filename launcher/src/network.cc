@@ -53,14 +53,13 @@ std::string interfaceOf(const std::string& address) {
   std::string name;
   for (ifaddrs* i = list; i != nullptr && name.empty(); i = i->ifa_next) {
     if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
-    if (v4 && i->ifa_addr->sa_family == AF_INET &&
-        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == want4.s_addr) {
-      name = i->ifa_name;
-    } else if (!v4 && i->ifa_addr->sa_family == AF_INET6 &&
-               std::memcmp(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, &want6,
-                           sizeof(want6)) == 0) {
-      name = i->ifa_name;
-    }
+    const bool same =
+        v4 ? i->ifa_addr->sa_family == AF_INET &&
+                 reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == want4.s_addr
+           : i->ifa_addr->sa_family == AF_INET6 &&
+                 std::memcmp(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, &want6,
+                             sizeof(want6)) == 0;
+    if (same) name = i->ifa_name;
   }
   ::freeifaddrs(list);
   return name;

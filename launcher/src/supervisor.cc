@@ -348,7 +348,7 @@ RunResult SupervisorImpl::runRendezvous() {
       (void)client_->leave(absl::StrCat("SIG", sigabbrev_np(*sig)));
       return {.exit_code = 128 + *sig, .message = ""};
     }
-    RdzvEvent& e = std::get<RdzvEvent>(next);
+    auto& e = std::get<RdzvEvent>(next);
     switch (e.kind) {
       case RdzvEvent::Kind::kLost:
         return error(e.reason, 1);

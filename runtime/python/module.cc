@@ -88,7 +88,7 @@ PYBIND11_MODULE(gangway_kv, m) {
   errors.base = py::exception<std::runtime_error>(m, "KvError");
   auto sub = [&](const char* name, PyObject* extra_base) {
     py::object bases = py::make_tuple(errors.base, py::handle(extra_base));
-    py::object t = py::reinterpret_steal<py::object>(
+    auto t = py::reinterpret_steal<py::object>(
         PyErr_NewException((std::string("gangway_kv.") + name).c_str(), bases.ptr(), nullptr));
     m.attr(name) = t;
     return t;

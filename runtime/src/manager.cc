@@ -95,7 +95,7 @@ std::vector<KvCacheManager::Hit> KvCacheManager::lookup(std::span<const int32_t>
                                                         std::span<const ExtraKey> extras) const {
   std::vector<Hit> hits;
   if (!options_.enable_prefix_caching || prompt.empty()) return hits;
-  const int32_t max_blocks = static_cast<int32_t>((prompt.size() - 1) >> shift_);
+  const auto max_blocks = static_cast<int32_t>((prompt.size() - 1) >> shift_);
   hits.reserve(max_blocks);
   const int32_t bs = options_.block_size;
   uint64_t hash = kRootHash;
@@ -210,7 +210,7 @@ absl::StatusOr<AllocateResult> KvCacheManager::allocate(SeqId seq, std::span<con
   std::stable_sort(extras.begin(), extras.end(),
                    [](const ExtraKey& a, const ExtraKey& b) { return a.position < b.position; });
 
-  const int32_t total = static_cast<int32_t>(total64);
+  const auto total = static_cast<int32_t>(total64);
   const std::vector<Hit> hits = lookup(prompt, extras);
   int32_t needed = total;
   for (const Hit& h : hits) {
@@ -251,7 +251,7 @@ absl::StatusOr<AllocateResult> KvCacheManager::allocate(SeqId seq, std::span<con
   while (static_cast<int32_t>(s.blocks.size()) < total) s.blocks.push_back(allocateDevice());
   result.new_blocks = total - static_cast<int32_t>(hits.size());
 
-  const int32_t hit_blocks = static_cast<int32_t>(hits.size());
+  const auto hit_blocks = static_cast<int32_t>(hits.size());
   s.num_tokens = static_cast<int32_t>(prompt.size());
   s.num_computed = hit_blocks << shift_;
   s.keyed_blocks = hit_blocks;
@@ -291,7 +291,7 @@ AdmitCheck KvCacheManager::canAdmit(std::span<const int32_t> prompt,
   std::stable_sort(extras.begin(), extras.end(),
                    [](const ExtraKey& a, const ExtraKey& b) { return a.position < b.position; });
   const std::vector<Hit> hits = lookup(prompt, extras);
-  int32_t needed = static_cast<int32_t>(total);
+  auto needed = static_cast<int32_t>(total);
   for (const Hit& h : hits) {
     if (h.device != kNoBlock && device_.refCount(h.device) > 0) --needed;
   }
@@ -331,7 +331,8 @@ bool KvCacheManager::canAppend(SeqId seq, int32_t num_tokens) const {
 absl::Status KvCacheManager::append(SeqId seq, std::span<const int32_t> tokens) {
   GW_ASSIGN_OR_RETURN(Sequence * s, running(seq, "append"));
   if (tokens.empty()) return absl::OkStatus();
-  const int64_t new_tokens = static_cast<int64_t>(s->num_tokens) + tokens.size();
+  const int64_t new_tokens =
+      static_cast<int64_t>(s->num_tokens) + static_cast<int64_t>(tokens.size());
   const int64_t want_blocks = (new_tokens + options_.block_size - 1) >> shift_;
   if (want_blocks > options_.num_blocks || new_tokens > INT32_MAX) {
     return absl::InvalidArgumentError(absl::StrCat("kv: append: sequence ", seq, " would hold ",
@@ -394,8 +395,8 @@ absl::Status KvCacheManager::free(SeqId seq) {
   Sequence& s = it->second;
   BlockPool& pool = s.swapped ? host_ : device_;
   // Last block first: a freed prefix's tail is evicted before its head.
-  for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) {
-    pool.unref(*b);
+  for (std::size_t i = s.blocks.size(); i-- > 0;) {
+    pool.unref(s.blocks[i]);
     ++stats_.freed_blocks;
   }
   seqs_.erase(it);

@@ -22,12 +22,12 @@ class Cycle {
       id_of_.emplace(node, static_cast<int>(names_.size()));
       names_.push_back(&node);
       infos_.push_back(&info);
-      usable_.push_back(info.healthy && !info.draining);
+      usable_.push_back(static_cast<char>(info.healthy && !info.draining));
       auto l = leaf_ids.try_emplace(info.leaf, static_cast<int>(leaves.size()));
-      if (l.second) leaves.push_back(info.leaf);
+      if (l.second) leaves.emplace_back(info.leaf);
       leaf_.push_back(l.first->second);
       auto d = domain_ids.try_emplace(info.nvlink_domain, static_cast<int>(domains.size()));
-      if (d.second) domains.push_back(info.nvlink_domain);
+      if (d.second) domains.emplace_back(info.nvlink_domain);
       domain_.push_back(d.first->second);
     }
     auto renumber = [](std::vector<absl::string_view>& names, std::vector<int>& ids) {
@@ -38,6 +38,7 @@ class Cycle {
       for (size_t i = 0; i < order.size(); ++i) rank[order[i]] = static_cast<int>(i);
       for (int& id : ids) id = rank[id];
       std::vector<absl::string_view> sorted;
+      sorted.reserve(order.size());
       for (const int i : order) sorted.push_back(names[i]);
       names = std::move(sorted);
     };
@@ -212,7 +213,8 @@ class Cycle {
       }
       const size_t extra = nodes.size() - static_cast<size_t>(spec(other).min_nodes);
       // Shrinking removes the nodes this job can use first.
-      v.extra.assign(v.all.begin(), v.all.begin() + std::min(extra, v.all.size()));
+      v.extra.assign(v.all.begin(),
+                     v.all.begin() + static_cast<std::ptrdiff_t>(std::min(extra, v.all.size())));
       if (!v.all.empty()) victims.push_back(std::move(v));
     }
     std::sort(victims.begin(), victims.end(), [&](const Victim& a, const Victim& b) {
@@ -229,7 +231,8 @@ class Cycle {
         const size_t take = std::min(left, v.extra.size());
         if (take == 0) continue;
         emit(Decision::Kind::kShrink, v.job,
-             std::vector<std::string>(v.extra.begin(), v.extra.begin() + take),
+             std::vector<std::string>(v.extra.begin(),
+                                      v.extra.begin() + static_cast<std::ptrdiff_t>(take)),
              absl::StrCat("preempted by ", job, " (priority ", j.priority, ")"));
         left -= take;
       }
@@ -238,6 +241,7 @@ class Cycle {
     // Shrink is not enough: evict whole jobs, the set freeing the fewest nodes that covers the
     // need (the smallest single job that does, else the largest first, then drop what is spare).
     std::vector<const Victim*> order;
+    order.reserve(victims.size());
     for (const Victim& v : victims) order.push_back(&v);
     std::sort(order.begin(), order.end(), [](const Victim* a, const Victim* b) {
       return a->all.size() != b->all.size() ? a->all.size() < b->all.size() : a->job < b->job;

@@ -353,6 +353,7 @@ void ClusterManager::cycleLocked(absl::Time now) {
     job.record.set_last_resize_ms(d.kind == Decision::Kind::kEvict ? 0 : toMs(now));
   }
   std::vector<const Job*> changed;
+  changed.reserve(before.size());
   for (const auto& [id, rec] : before) changed.push_back(&jobs_.at(id));
   if (absl::Status s = persistJobsLocked(changed); !s.ok()) {
     log().error("cannot persist {} scheduling decisions, retrying: {}", decisions.size(),
@@ -441,6 +442,7 @@ absl::Time ClusterManager::tick(absl::Time now) {
   }
   if (!ended.empty()) {
     std::vector<const Job*> c;
+    c.reserve(ended.size());
     for (const auto& [job, nodes] : ended) c.push_back(job);
     if (absl::Status s = persistJobsLocked(c); !s.ok()) {
       log().error("cannot record {} ended jobs, retrying: {}", c.size(), std::string(s.message()));

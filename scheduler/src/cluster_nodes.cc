@@ -64,7 +64,7 @@ absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
   return resp;
 }
 
-void ClusterManager::sendLocked(Node& node, v1::NodeEvent event) {
+void ClusterManager::sendLocked(Node& node, const v1::NodeEvent& event) {
   if (node.sink) node.sink(event);
 }
 
@@ -92,7 +92,7 @@ absl::StatusOr<uint64_t> ClusterManager::watchNode(const std::string& node_id, N
       l->set_token(job.record.token());
       *l->mutable_spec() = job.record.status().spec();
       l->set_generation(job.record.generation());
-      sendLocked(n, std::move(e));
+      sendLocked(n, e);
     }
   }
   for (const std::string& job : n.reported_running) {
@@ -100,7 +100,7 @@ absl::StatusOr<uint64_t> ClusterManager::watchNode(const std::string& node_id, N
     v1::NodeEvent e;
     e.mutable_release()->set_job_id(job);
     e.mutable_release()->set_reason("the scheduler no longer runs this job on this node");
-    sendLocked(n, std::move(e));
+    sendLocked(n, e);
   }
   n.reported_running.clear();
   return n.watch_handle;
@@ -165,7 +165,7 @@ void ClusterManager::releaseNodesLocked(const std::vector<std::string>& nodes,
     v1::NodeEvent e;
     e.mutable_release()->set_job_id(job_id);
     e.mutable_release()->set_reason(reason);
-    sendLocked(it->second, std::move(e));
+    sendLocked(it->second, e);
   }
 }
 
@@ -179,7 +179,7 @@ void ClusterManager::launchLocked(const Job& job, const std::vector<std::string>
     l->set_token(job.record.token());
     *l->mutable_spec() = job.record.status().spec();
     l->set_generation(job.record.generation());
-    sendLocked(it->second, std::move(e));
+    sendLocked(it->second, e);
   }
 }
 

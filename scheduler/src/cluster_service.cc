@@ -32,7 +32,7 @@ class ClusterService final : public v1::Cluster::CallbackService {
   }
   grpc::ServerWriteReactor<v1::NodeEvent>* WatchNode(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchNodeRequest* req) override {
-    const std::string node = req->node_id();
+    const std::string& node = req->node_id();  // the lambdas below keep copies
     auto* reactor = new EventStreamReactor<v1::NodeEvent>(
         [this, node](uint64_t handle, bool lost) {
           manager_.unwatchNode(node, handle, lost, absl::Now());

@@ -101,8 +101,8 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   }
   grpc::ServerWriteReactor<v1::RoundEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                   const v1::WatchRequest* req) override {
-    const std::string job = req->job_id();
-    const std::string agent = req->agent_id();
+    const std::string& job = req->job_id();  // the lambdas below keep copies
+    const std::string& agent = req->agent_id();
     auto* reactor = new EventStreamReactor<v1::RoundEvent>(
         [this, job, agent](uint64_t handle, bool lost) {
           rdzv_.unwatch(job, agent, handle, lost, absl::Now());

@@ -33,14 +33,14 @@ absl::Status runRing(UcxWorld& world, const RingSchedule& r, uint32_t seq,
   const std::size_t max_seg = std::max<std::size_t>(1, (largest + seg_elems - 1) / seg_elems);
   std::byte* acc = r.final_block_to_output ? scratch(partial, total * es) : r.output;
 
-  auto sendBlock = [&](int t) { return mod(me - t - r.shift, n); };
-  auto recvBlock = [&](int t) { return mod(me - t - 1 - r.shift, n); };
-  auto segCount = [&](int b, std::size_t k) {
+  auto send_block = [&](int t) { return mod(me - t - r.shift, n); };
+  auto recv_block = [&](int t) { return mod(me - t - 1 - r.shift, n); };
+  auto seg_count = [&](int b, std::size_t k) {
     return std::min(seg_elems, r.block_count[b] - k * seg_elems);
   };
   auto segs = [&](int b) { return (r.block_count[b] + seg_elems - 1) / seg_elems; };
   // Where the result of step t's segment k lives (what step t+1 sends).
-  auto resultAt = [&](int t, int b, std::size_t k) -> std::byte* {
+  auto result_at = [&](int t, int b, std::size_t k) -> std::byte* {
     const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
     if (t < r.reduce_steps) {
       if (r.final_block_to_output && t == r.reduce_steps - 1) {
@@ -70,7 +70,7 @@ absl::Status runRing(UcxWorld& world, const RingSchedule& r, uint32_t seq,
   OpSet set;
   std::size_t expected = 0;
   for (int t = 0; t < steps; ++t) {
-    const int b = recvBlock(t);
+    const int b = recv_block(t);
     for (std::size_t k = 0; k < segs(b); ++k) {
       const uint64_t id = uint64_t(t) * max_seg + k;
       ++expected;
@@ -80,29 +80,29 @@ absl::Status runRing(UcxWorld& world, const RingSchedule& r, uint32_t seq,
       }
       const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
       GW_RETURN_IF_ERROR(world.postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
-                                        r.output + off, segCount(b, k) * es, id << 8));
+                                        r.output + off, seg_count(b, k) * es, id << 8));
     }
   }
   std::size_t next_reduce_recv = 0;
-  auto postReduceRecvs = [&]() -> absl::Status {
+  auto post_reduce_recvs = [&]() -> absl::Status {
     while (next_reduce_recv < reduce_recvs.size() && !free_slots.empty()) {
       const uint64_t id = reduce_recvs[next_reduce_recv++];
       const std::size_t slot = free_slots.back();
       free_slots.pop_back();
-      const int b = recvBlock(int(id / max_seg));
+      const int b = recv_block(int(id / max_seg));
       GW_RETURN_IF_ERROR(world.postRecv(set, left, UcxWorld::collectiveTag(seq, left, uint32_t(id)),
                                         slot_mem + slot * seg_elems * es,
-                                        segCount(b, id % max_seg) * es, (id << 8) | slot));
+                                        seg_count(b, id % max_seg) * es, (id << 8) | slot));
     }
     return absl::OkStatus();
   };
-  GW_RETURN_IF_ERROR(postReduceRecvs());
+  GW_RETURN_IF_ERROR(post_reduce_recvs());
   {
-    const int b = sendBlock(0);
+    const int b = send_block(0);
     for (std::size_t k = 0; k < segs(b); ++k) {
       const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
       GW_RETURN_IF_ERROR(world.postSend(set, right, UcxWorld::collectiveTag(seq, me, uint32_t(k)),
-                                        r.input + off, segCount(b, k) * es));
+                                        r.input + off, seg_count(b, k) * es));
     }
   }
   std::vector<uint64_t> done;
@@ -114,9 +114,9 @@ absl::Status runRing(UcxWorld& world, const RingSchedule& r, uint32_t seq,
       const uint64_t id = cookie >> 8;
       const int t = int(id / max_seg);
       const std::size_t k = id % max_seg;
-      const int b = recvBlock(t);
-      const std::size_t cnt = segCount(b, k);
-      std::byte* result = resultAt(t, b, k);
+      const int b = recv_block(t);
+      const std::size_t cnt = seg_count(b, k);
+      std::byte* result = result_at(t, b, k);
       if (t < r.reduce_steps) {
         const std::size_t off = (r.block_offset[b] + k * seg_elems) * es;
         const std::size_t slot = cookie & 0xFF;
@@ -128,7 +128,7 @@ absl::Status runRing(UcxWorld& world, const RingSchedule& r, uint32_t seq,
           kernels::divideByHost(result, cnt, r.type, n);
         }
         free_slots.push_back(slot);
-        GW_RETURN_IF_ERROR(postReduceRecvs());
+        GW_RETURN_IF_ERROR(post_reduce_recvs());
       }
       if (t + 1 < steps) {
         const uint64_t next = uint64_t(t + 1) * max_seg + k;

@@ -141,17 +141,17 @@ class UcxCommunicator final : public BackendCommunicator {
     const int prev = mod(vr - 1 + root, n);
     const int next = mod(vr + 1 + root, n);
     const bool has_next = vr + 1 < n;
-    auto segLen = [&](std::size_t k) { return std::min(seg, bytes - k * seg); };
+    auto seg_len = [&](std::size_t k) { return std::min(seg, bytes - k * seg); };
     if (vr == 0) {
       for (std::size_t k = 0; k < nseg; ++k) {
         GW_RETURN_IF_ERROR(world_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
-                                            buf + k * seg, segLen(k)));
+                                            buf + k * seg, seg_len(k)));
       }
       return world_->waitAll(set, "broadcast");
     }
     for (std::size_t k = 0; k < nseg; ++k) {
       GW_RETURN_IF_ERROR(world_->postRecv(set, prev, UcxWorld::collectiveTag(seq, prev, k),
-                                          buf + k * seg, segLen(k), k));
+                                          buf + k * seg, seg_len(k), k));
     }
     std::size_t landed = 0;
     std::vector<uint64_t> done;
@@ -162,7 +162,7 @@ class UcxCommunicator final : public BackendCommunicator {
         ++landed;
         if (!has_next) continue;
         GW_RETURN_IF_ERROR(world_->postSend(set, next, UcxWorld::collectiveTag(seq, rank(), k),
-                                            buf + k * seg, segLen(k)));
+                                            buf + k * seg, seg_len(k)));
       }
     }
     return world_->waitAll(set, "broadcast");
@@ -205,18 +205,18 @@ class UcxCommunicator final : public BackendCommunicator {
       const int from = mod(vr + 1 + root, n);
       const int to = mod(vr - 1 + root, n);
       const bool last = vr == n - 1;
-      auto segCount = [&](std::size_t k) { return std::min(seg_elems, count - k * seg_elems); };
+      auto seg_count = [&](std::size_t k) { return std::min(seg_elems, count - k * seg_elems); };
       const auto* in = static_cast<const std::byte*>(send);
       if (last) {
         for (std::size_t k = 0; k < nseg; ++k) {
           GW_RETURN_IF_ERROR(world_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
-                                              in + k * seg_elems * es, segCount(k) * es));
+                                              in + k * seg_elems * es, seg_count(k) * es));
         }
         return world_->waitAll(set, "reduce");
       }
       for (std::size_t k = 0; k < nseg; ++k) {
         GW_RETURN_IF_ERROR(world_->postRecv(set, from, UcxWorld::collectiveTag(seq, from, k),
-                                            tmp + k * seg_elems * es, segCount(k) * es, k));
+                                            tmp + k * seg_elems * es, seg_count(k) * es, k));
       }
       std::size_t landed = 0;
       std::vector<uint64_t> done;
@@ -226,10 +226,10 @@ class UcxCommunicator final : public BackendCommunicator {
         for (uint64_t k : done) {
           ++landed;
           const std::size_t off = k * seg_elems * es;
-          kernels::reduceHost(acc + off, in + off, tmp + off, segCount(k), type, kop);
+          kernels::reduceHost(acc + off, in + off, tmp + off, seg_count(k), type, kop);
           if (vr == 0) continue;
           GW_RETURN_IF_ERROR(world_->postSend(set, to, UcxWorld::collectiveTag(seq, rank(), k),
-                                              acc + off, segCount(k) * es));
+                                              acc + off, seg_count(k) * es));
         }
       }
       GW_RETURN_IF_ERROR(world_->waitAll(set, "reduce"));
@@ -435,7 +435,7 @@ class UcxCommunicator final : public BackendCommunicator {
     if (f.newrank >= 0) {
       const Blocks blocks{count, f.p};
       auto off = [&](int b) { return blocks.offset(b) * es; };  // b may be p: the end
-      auto endOf = [&](int b) { return b == f.p ? count * es : off(b); };
+      auto end_of = [&](int b) { return b == f.p ? count * es : off(b); };
       std::byte* tmp = scratch(tmp_, count * es);
       auto* out = static_cast<std::byte*>(recv);
       // Reduce-scatter by recursive halving: keep the half of the range the partner does not.
@@ -451,9 +451,9 @@ class UcxCommunicator final : public BackendCommunicator {
         const int give_lo = upper ? lo : mid;
         const int give_hi = upper ? mid : hi;
         const std::size_t keep_off = off(keep_lo);
-        const std::size_t keep_bytes = endOf(keep_hi) - keep_off;
+        const std::size_t keep_bytes = end_of(keep_hi) - keep_off;
         GW_RETURN_IF_ERROR(exchange(seq, step, peer, cur, off(give_lo),
-                                    endOf(give_hi) - off(give_lo), tmp + keep_off, keep_bytes));
+                                    end_of(give_hi) - off(give_lo), tmp + keep_off, keep_bytes));
         const std::size_t n_elems = keep_bytes / es;
         if (rank() < peer) {
           kernels::reduceHost(out + keep_off, cur + keep_off, tmp + keep_off, n_elems, type, kop);
@@ -467,7 +467,7 @@ class UcxCommunicator final : public BackendCommunicator {
       }
       if (cur != out) std::memcpy(out, cur, count * es);  // one participant: nothing exchanged
       if (op == ReduceOp::kAvg) {
-        kernels::divideByHost(out + off(lo), (endOf(hi) - off(lo)) / es, type, size());
+        kernels::divideByHost(out + off(lo), (end_of(hi) - off(lo)) / es, type, size());
       }
       // All-gather by recursive doubling: the owned range doubles at every level.
       for (int mask = 1; mask < f.p; mask <<= 1, ++step) {
@@ -475,8 +475,8 @@ class UcxCommunicator final : public BackendCommunicator {
         const int my_lo = f.newrank & ~(mask - 1);
         const int peer_lo = (f.newrank ^ mask) & ~(mask - 1);
         GW_RETURN_IF_ERROR(exchange(seq, step, peer, out, off(my_lo),
-                                    endOf(my_lo + mask) - off(my_lo), out + off(peer_lo),
-                                    endOf(peer_lo + mask) - off(peer_lo)));
+                                    end_of(my_lo + mask) - off(my_lo), out + off(peer_lo),
+                                    end_of(peer_lo + mask) - off(peer_lo)));
       }
     }
     return foldOut(f, seq, recv, count * es);

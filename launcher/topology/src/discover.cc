@@ -90,7 +90,7 @@ class Discovery {
     topo_.source = absl::StrCat("sysfs ", options_.root.empty() ? "/" : options_.root);
     topo_.hostname = options_.hostname.empty() ? hostName() : options_.hostname;
     if (!fs::exists(sys("class/pci_bus")) && fs::exists(sys("bus/pci/devices"))) {
-      topo_.notes.push_back(
+      topo_.notes.emplace_back(
           "no /sys/class/pci_bus (usual in containers): PCI paths come from /sys/bus/pci/devices");
     }
     cpusAndNuma();
@@ -137,11 +137,11 @@ class Discovery {
         const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
         for (long c = 0; c < n; ++c) topo_.cpus.push_back(static_cast<int>(c));
       }
-      topo_.notes.push_back("no /sys/devices/system/cpu/online: CPUs taken from the NUMA nodes");
+      topo_.notes.emplace_back("no /sys/devices/system/cpu/online: CPUs taken from the NUMA nodes");
     }
     if (topo_.numa_nodes.empty()) {
       topo_.numa_nodes.push_back(NumaNode{0, topo_.cpus, 0});
-      topo_.notes.push_back(
+      topo_.notes.emplace_back(
           "no /sys/devices/system/node: one NUMA node assumed, holding every online CPU");
     }
   }
@@ -229,7 +229,7 @@ class Discovery {
     if (same) {
       topo_.nvlink_domain = clique;
     } else if (!clique.empty()) {
-      topo_.notes.push_back(
+      topo_.notes.emplace_back(
           "the GPUs report different NVLink fabric cliques: no NVLink domain set");
     }
   }

@@ -109,7 +109,7 @@ LocalMapping mapLocalRanks(const NodeTopology& topo, const MappingOptions& optio
     }
   }
   if (gpus.empty()) {
-    if (topo.gpus.empty()) m.notes.push_back("no GPUs: workers are not bound");
+    if (topo.gpus.empty()) m.notes.emplace_back("no GPUs: workers are not bound");
     return m;
   }
   const std::vector<const Gpu*> chain = chainGpus(gpus);

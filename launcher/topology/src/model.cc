@@ -195,8 +195,7 @@ std::string formatCpuMask(const std::vector<int>& cpus) {
   std::vector<uint32_t> words(static_cast<std::size_t>(max_cpu / 32 + 1), 0);
   for (int c : cpus) words[static_cast<std::size_t>(c / 32)] |= 1U << (c % 32);
   std::vector<std::string> parts;
-  for (auto it = words.rbegin(); it != words.rend(); ++it)
-    parts.push_back(absl::StrFormat("%08x", *it));
+  for (std::size_t i = words.size(); i-- > 0;) parts.push_back(absl::StrFormat("%08x", words[i]));
   return absl::StrJoin(parts, ",");
 }
 

@@ -376,7 +376,7 @@ std::string toNcclXml(const NodeTopology& t) {
   int nic_dev = 0;
   std::vector<int> numa_ids;
   for (const auto& n : t.numa_nodes) numa_ids.push_back(n.id);
-  auto deviceNuma = [&](int numa) {
+  auto device_numa = [&](int numa) {
     if (numa >= 0) return numa;
     return numa_ids.empty() ? 0 : numa_ids.front();
   };
@@ -400,10 +400,10 @@ std::string toNcclXml(const NodeTopology& t) {
       insert(tree, path, host_bridge, gpu, nic);
     };
     for (const auto& g : t.gpus) {
-      if (deviceNuma(g.numa_node) == node.id) add(g.pci_path, g.bus_id, &g, nullptr);
+      if (device_numa(g.numa_node) == node.id) add(g.pci_path, g.bus_id, &g, nullptr);
     }
     for (const auto& n : t.nics) {
-      if (deviceNuma(n.numa_node) == node.id) add(n.pci_path, n.bus_id, nullptr, &n);
+      if (device_numa(n.numa_node) == node.id) add(n.pci_path, n.bus_id, nullptr, &n);
     }
     out.OpenElement("cpu");
     out.PushAttribute("numaid", node.id);

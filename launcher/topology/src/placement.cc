@@ -360,10 +360,10 @@ std::vector<int> orderNodes(const std::vector<PlacementNode>& nodes, int nproc_p
   std::size_t chunk = 1;
   std::size_t block = n;
   if (parallelism != nullptr && nproc_per_node > 0) {
-    const std::size_t g = static_cast<std::size_t>(nproc_per_node);
-    const std::size_t tp = static_cast<std::size_t>(parallelism->tp);
+    const auto g = static_cast<std::size_t>(nproc_per_node);
+    const auto tp = static_cast<std::size_t>(parallelism->tp);
     chunk = tp > g && tp % g == 0 ? tp / g : 1;
-    const std::size_t pp = static_cast<std::size_t>(std::max(1, parallelism->pp));
+    const auto pp = static_cast<std::size_t>(std::max(1, parallelism->pp));
     if (n % pp == 0) block = n / pp;
     if (block % chunk != 0) chunk = 1;
   }
@@ -398,8 +398,8 @@ PlacementCost evaluatePlacement(const std::vector<PlacementNode>& nodes,
     for (int j = 0; j < edges; ++j) {
       const int r = first + j * d.stride[k];
       const int next = first + ((j + 1) % d.size[k]) * d.stride[k];
-      const std::size_t pa = static_cast<std::size_t>(r / nproc_per_node);
-      const std::size_t pb = static_cast<std::size_t>(next / nproc_per_node);
+      const auto pa = static_cast<std::size_t>(r / nproc_per_node);
+      const auto pb = static_cast<std::size_t>(next / nproc_per_node);
       if (pa == pb) continue;
       const double v = d.bytes[k];
       const PlacementNode& a = node(pa);
@@ -421,7 +421,7 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
   const std::size_t depth = maxDepth(nodes);
   const std::size_t n = nodes.size();
   // Units of each level: NVLink domains (a node without one is its own), leaves, spines.
-  auto unitsOf = [&](int level) {
+  auto units_of = [&](int level) {
     std::map<std::string, int> units;
     for (std::size_t i = 0; i < n; ++i) {
       const auto& p = nodes[i];
@@ -440,8 +440,8 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
     }
     return units;
   };
-  const auto leaves = unitsOf(1);
-  const auto spines = unitsOf(2);
+  const auto leaves = units_of(1);
+  const auto spines = units_of(2);
   if (leaves.size() > 1) c.ring_leaf = static_cast<int>(leaves.size());
   if (depth >= 2 && spines.size() > 1) c.ring_spine = static_cast<int>(spines.size());
   if (parallelism == nullptr || nproc_per_node <= 0 || n == 0) return c;
@@ -456,6 +456,7 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
   std::map<int, std::map<std::vector<int>, int>> sets;
   forEachGroup(d, world, [&](int first, int k) {
     std::vector<int> pos;
+    pos.reserve(static_cast<std::size_t>(d.size[k]));
     for (int j = 0; j < d.size[k]; ++j) pos.push_back((first + j * d.stride[k]) / nproc_per_node);
     std::sort(pos.begin(), pos.end());
     pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
@@ -464,7 +465,11 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
   // Each kind's own bound, by level, kept to be replaced below where a combined bound is higher.
   std::map<int, std::array<double, 3>> per_kind;     // kind -> {off-domain, leaf, spine}
   std::map<int, std::pair<std::size_t, int>> shape;  // kind -> {set size, groups per set}
-  for (const auto& [k, by_set] : sets) {
+  for (const auto& kind_sets : sets) {
+    // Named, not bound: the lambda below captures them (clang-tidy 14 cannot parse a lambda that
+    // captures a structured binding).
+    const int k = kind_sets.first;
+    const auto& by_set = kind_sets.second;
     // The bound holds for sets that partition the nodes with one size and one multiplicity.
     std::vector<int> count(n, 0);
     std::size_t b = by_set.begin()->first.size();
@@ -476,23 +481,25 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
     }
     partition = partition && std::all_of(count.begin(), count.end(), [](int x) { return x == 1; });
     if (!partition || b < 2) continue;
-    const double nsets = static_cast<double>(by_set.size());
+    const auto nsets = static_cast<double>(by_set.size());
     auto bound = [&](const std::map<std::string, int>& units) {
       int largest = 0;
       double whole = 0;
       for (const auto& [key, size] : units) {
         largest = std::max(largest, size);
-        whole += static_cast<double>(static_cast<std::size_t>(size) / b);
+        const std::size_t whole_units = static_cast<std::size_t>(size) / b;  // floor
+        whole += static_cast<double>(whole_units);
       }
       // A ring over units it touches crosses once per unit (at least twice); a chain once less.
-      const double touched = static_cast<double>((b + static_cast<std::size_t>(largest) - 1) /
-                                                 static_cast<std::size_t>(largest));
+      const std::size_t touched_units =
+          (b + static_cast<std::size_t>(largest) - 1) / static_cast<std::size_t>(largest);
+      const auto touched = static_cast<double>(touched_units);
       const double per_set =
           k == kPipeline ? std::max<double>(1, touched - 1) : std::max<double>(2, touched);
       return std::max(0.0, nsets - whole) * per_set * m * d.bytes[k];
     };
     shape[k] = {b, m};
-    per_kind[k] = {domains ? bound(unitsOf(0)) : 0, leaves.size() > 1 ? bound(leaves) : 0,
+    per_kind[k] = {domains ? bound(units_of(0)) : 0, leaves.size() > 1 ? bound(leaves) : 0,
                    depth >= 2 && spines.size() > 1 ? bound(spines) : 0};
   }
   // Data parallelism and the pipeline together. With DP groups as the rows and pipeline chains as
@@ -502,7 +509,7 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
   // rows touch one unit), a column at least k - 1. Summed over units this bounds both kinds at
   // once: sum over units of min over r of (W_dp * r + W_pp * ceil(c / r)), minus W_dp * rows and
   // W_pp * columns, plus W_dp for every row that cannot be whole.
-  const int kDp = 3;
+  constexpr int kDp = 3;
   if (shape.count(kDp) > 0 && shape.count(kPipeline) > 0) {
     const std::size_t cols = shape[kDp].first;        // a row's nodes
     const std::size_t rows = shape[kPipeline].first;  // a column's nodes
@@ -533,7 +540,8 @@ PlacementCost placementLowerBound(const std::vector<PlacementNode>& nodes, int n
             if (best < 0 || v < best) best = v;
           }
           total += best;
-          whole_rows += static_cast<double>(c_u / cols);
+          const std::size_t whole = c_u / cols;  // floor
+          whole_rows += static_cast<double>(whole);
         }
         return total - w_row * static_cast<double>(rows) - w_col * static_cast<double>(cols) +
                w_row * std::max(0.0, static_cast<double>(rows) - whole_rows);

@@ -21,6 +21,9 @@
 extern "C" {
 #endif
 
+/* A C header: C's typedefs and snake_case names, not gangway's C++ style. */
+/* NOLINTBEGIN(modernize-use-using, readability-identifier-naming) */
+
 #define GW_KV_API_VERSION 1
 
 typedef enum gw_kv_status {
@@ -135,6 +138,8 @@ size_t gw_kv_pending_copies(const gw_kv_manager* m);
 gw_kv_status gw_kv_take_copies(gw_kv_manager* m, gw_kv_block_copy* out, size_t capacity, size_t* n);
 
 gw_kv_status gw_kv_get_stats(const gw_kv_manager* m, gw_kv_stats* out);
+
+/* NOLINTEND(modernize-use-using, readability-identifier-naming) */
 
 #ifdef __cplusplus
 }

@@ -39,11 +39,11 @@ void logToFacade(gpr_log_func_args* args) {
 }  // namespace
 
 void installGrpcLogging() {
-  static const bool installed = [] {
+  static const bool kInstalled = [] {
     gpr_set_log_function(logToFacade);
     return true;
   }();
-  (void)installed;
+  (void)kInstalled;
 }
 
 QuietGrpcErrors::QuietGrpcErrors() { ++quiet_errors; }

@@ -76,7 +76,7 @@ absl::StatusOr<Common> commonOf(const CLI::App& app) {
   if (app.get_option("--tls-ca")->count() > 0)
     c.tls_ca = app.get_option("--tls-ca")->as<std::string>();
   if (app.get_option("--timeout")->count() > 0) {
-    const std::string t = app.get_option("--timeout")->as<std::string>();
+    const auto t = app.get_option("--timeout")->as<std::string>();
     if (!absl::SimpleAtod(t, &c.timeout_s) || !(c.timeout_s > 0) || c.timeout_s > 1e6) {
       return absl::InvalidArgumentError(
           absl::StrCat("--timeout '", t, "': expected a positive number of seconds"));
@@ -185,7 +185,7 @@ int intFlag(const CLI::App& app, const char* name, int fallback, absl::Status* e
   const CLI::Option* o = app.get_option(name);
   if (o->count() == 0) return fallback;
   int v = 0;
-  const std::string text = o->as<std::string>();
+  const auto text = o->as<std::string>();
   if (!absl::SimpleAtoi(text, &v)) {
     *error = absl::InvalidArgumentError(absl::StrCat(name, " '", text, "': expected an integer"));
   }
@@ -310,7 +310,7 @@ int runNodes(const CLI::App& /*app*/, const Common& c) {
 int runResize(const CLI::App& app, const Common& c) {
   v1::ResizeRequest req;
   req.set_job_id(app.get_option("job")->as<std::string>());
-  const std::string n = app.get_option("nodes")->as<std::string>();
+  const auto n = app.get_option("nodes")->as<std::string>();
   int nodes = 0;
   if (!absl::SimpleAtoi(n, &nodes) || nodes < 1) {
     return fail("resize", absl::InvalidArgumentError(

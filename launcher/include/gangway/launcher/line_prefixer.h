@@ -11,7 +11,7 @@ namespace gangway::launcher {
 class LinePrefixer {
  public:
   // A line longer than `max_line` bytes is emitted in pieces of that size, each prefixed.
-  explicit LinePrefixer(std::string prefix, std::size_t max_line = 64 * 1024)
+  explicit LinePrefixer(std::string prefix, std::size_t max_line = std::size_t{64} * 1024)
       : prefix_(std::move(prefix)), max_line_(max_line) {}
 
   // Appends every complete line in `data` (with the bytes held from earlier calls) to `out`.

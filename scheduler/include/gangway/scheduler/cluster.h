@@ -122,7 +122,7 @@ class ClusterManager {
                           const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void launchLocked(const Job& job, const std::vector<std::string>& nodes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void sendLocked(Node& node, v1::NodeEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void sendLocked(Node& node, const v1::NodeEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ending a job: the record first (returns the nodes it held), then, once it is durable, the
   // Releases and the end of its rendezvous job.
   std::vector<std::string> markEndedLocked(Job& job, v1::JobState state, const std::string& reason,
