@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build git clang-format
+  build-essential cmake ninja-build git clang-format clang-tidy
   # libraries (DESIGN.md): status/strings, CLI, logs, JSON, tests
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
   # RPC and wire format for the control plane
