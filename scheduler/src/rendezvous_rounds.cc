@@ -14,14 +14,6 @@
 #include "gangway/topology/placement.h"
 
 namespace gangway::scheduler {
-namespace {
-
-Logger& log() {
-  static Logger& l = logger("rendezvous");
-  return l;
-}
-
-}  // namespace
 
 std::vector<std::string> Rendezvous::chooseMembersLocked(const Job& job) const {
   std::vector<const Agent*> ordered;
@@ -137,6 +129,7 @@ void Rendezvous::evaluateLocked(Job& job, absl::Time now) {
 }
 
 void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
+  static Logger& log = logger("rendezvous");
   job.round += 1;
   // Members of the previous round that are not in this one (a managed job shrank) stop.
   for (const std::string& id : job.members) {
@@ -169,8 +162,8 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
     offset += a.info.local_world_size();
   }
   job.store->set(layoutKey(job.round), layout.SerializeAsString());
-  log().debug("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
-              job.members.size(), offset, job.restart_count);
+  log.debug("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
+            job.members.size(), offset, job.restart_count);
 
   const bool with_layout =
       static_cast<int>(job.members.size()) <= settings_.max_layout_in_assignment;
@@ -197,6 +190,7 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
 }
 
 bool Rendezvous::adoptRoundLocked(Job& job) {
+  static Logger& log = logger("rendezvous");
   job.restoring = false;
   std::vector<std::string> by_rank(job.allowed.size());
   int64_t round = -1;
@@ -214,14 +208,14 @@ bool Rendezvous::adoptRoundLocked(Job& job) {
     by_rank[rank] = id;
   }
   if (!agree) {
-    log().info("job {}: restored, its agents run different rounds: a new round", job.id);
+    log.info("job {}: restored, its agents run different rounds: a new round", job.id);
     return false;
   }
   job.members = std::move(by_rank);
   job.round_active = true;
   job.last_call_deadline = absl::InfiniteFuture();
-  log().info("job {}: restored, its {} nodes go on with round {}", job.id, job.members.size(),
-             job.round);
+  log.info("job {}: restored, its {} nodes go on with round {}", job.id, job.members.size(),
+           job.round);
   return true;
 }
 
