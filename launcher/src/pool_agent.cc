@@ -125,9 +125,11 @@ class PoolAgent final : private scheduler::AgentSession::Calls {
   }
 
  private:
-  // "gangway agent: error: ..." for a scheduler that refused this node or stayed unreachable.
+  // "gangway agent: error: ..." for a scheduler that stayed unreachable, or refused this node
+  // (any other answer: the session retries only Unavailable and DeadlineExceeded, and --tls-ca
+  // was read before).
   void printError(const absl::Status& s) {
-    if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsInvalidArgument(s)) {
+    if (absl::IsUnavailable(s)) {
       std::fprintf(stderr, "gangway agent: error: %s\n", std::string(s.message()).c_str());
     } else {
       std::fprintf(stderr, "gangway agent: error: the scheduler at %s refused node %s: %s\n",
@@ -499,6 +501,11 @@ int runAgent(const CLI::App& app) {
     o.token = *std::move(token);
   }
   o.tls_ca = opt("--tls-ca");
+  if (!o.tls_ca.empty()) {
+    if (auto pem = readFile(o.tls_ca, "--tls-ca"); !pem.ok()) {
+      return usage(std::string(pem.status().message()));
+    }
+  }
   for (auto [name, target] : {std::pair{"--reconnect-timeout", &o.reconnect_timeout},
                               std::pair{"--grace-period", &o.grace}}) {
     if (const std::string t = opt(name); !t.empty()) {

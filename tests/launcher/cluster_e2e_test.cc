@@ -998,5 +998,31 @@ TEST(ClusterE2eTest, TokenFilesOthersCanReadAreRefused) {
   }
 }
 
+TEST(ClusterE2eTest, AnAgentTheSchedulerRefusesSaysWhoRefusedIt) {
+  TempDir dir;
+  writeFile(dir.file("admin.tok"), "s3cret-admin\n", 0600);
+  writeFile(dir.file("wrong.tok"), "not-the-token\n", 0600);
+  SchedulerProcess sched("127.0.0.1:0", dir.file("state"),
+                         {"--admin-token-file", dir.file("admin.tok")});
+  ASSERT_TRUE(sched.up()) << sched.proc().err();
+  const AgentResult r = runAgent({"agent", "--scheduler", sched.address(), "--node-id", "n1",
+                                  "--address", "127.0.0.1", "--work-dir", dir.file("work"),
+                                  "--token-file", dir.file("wrong.tok")});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("gangway agent: error: the scheduler at " + sched.address() +
+                       " refused node n1: "),
+            npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("not-the-token"), npos) << "secrets are never printed";
+
+  const AgentResult no_ca =
+      runAgent({"agent", "--scheduler", sched.address(), "--tls-ca", dir.file("missing-ca.pem")});
+  EXPECT_EQ(no_ca.exit_code, 2) << no_ca.err;
+  EXPECT_NE(no_ca.err.find("gangway agent: error: --tls-ca '" + dir.file("missing-ca.pem") +
+                           "': cannot be read"),
+            npos)
+      << no_ca.err;
+}
+
 }  // namespace
 }  // namespace gangway::testing
