@@ -1,5 +1,8 @@
 #include "gangway/common/host_port.h"
 
+#include <arpa/inet.h>
+
+#include <absl/strings/ascii.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
@@ -40,6 +43,27 @@ absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view
     return bad("expected HOST:PORT with a port 0 to 65535");
   }
   return out;
+}
+
+bool isHostOrAddress(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  const std::string s(host);
+  unsigned char buf[16];
+  if (::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1) {
+    return true;
+  }
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-') return false;
+      label = 0;
+    } else if (absl::ascii_isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-') {
+      ++label;
+    } else {
+      return false;
+    }
+  }
+  return true;
 }
 
 std::string formatHostPort(absl::string_view host, int port) {

@@ -29,6 +29,7 @@
 #include "gangway/common/hostname.h"
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
+#include "gangway/common/text.h"
 #include "gangway/launcher/run_options.h"
 #include "gangway/scheduler/client/agent_session.h"
 #include "gangway/scheduler/client/channel.h"
@@ -468,7 +469,15 @@ int runAgent(const CLI::App& app) {
     o.schedulers.emplace_back(absl::StripAsciiWhitespace(s));
   }
   o.node_id = opt("--node-id").empty() ? hostName() : opt("--node-id");
+  if (!isName(o.node_id, 128)) {
+    return usage(
+        absl::StrCat("--node-id '", escapeLine(o.node_id, 64), "': expected ", nameRule(128)));
+  }
   o.address = opt("--address");
+  if (!o.address.empty() && !isHostOrAddress(o.address)) {
+    return usage(absl::StrCat("--address '", escapeLine(o.address, 64),
+                              "': expected an IPv4 or IPv6 address or a host name"));
+  }
   if (o.address.empty()) {
     auto scheduler = parseHostPort(o.schedulers[0], "--scheduler", kDefaultControlPlanePort);
     if (!scheduler.ok()) return usage(std::string(scheduler.status().message()));

@@ -19,6 +19,7 @@
 #include "gangway/common/file.h"
 #include "gangway/common/hostname.h"
 #include "gangway/common/status.h"
+#include "gangway/common/text.h"
 #include "gangway/topology/discover.h"
 #include "gangway/topology/network_path.h"
 #include "gangway/topology/placement.h"
@@ -140,7 +141,7 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
       }
       o.scheduled = v == "1" || v == "true";
     } else if (key == "agent_id") {
-      if (value.empty()) return invalid(raw, "rdzv-conf", "agent_id= a non-empty id");
+      if (!isName(value)) return invalid(raw, "rdzv-conf", "agent_id= " + nameRule());
       o.agent_id = value;
     } else if (key == "tls_ca") {
       o.tls_ca_file = value;
@@ -372,9 +373,7 @@ absl::StatusOr<RunOptions> resolveRunOptions(const RawRunFlags& raw, const EnvMa
   o.run_id = (o.standalone || ((id.empty() || id == "none") && o.rdzv_mode == RdzvMode::kLocal))
                  ? randomRunId()
                  : id;
-  if (o.run_id.find('/') != std::string::npos) {
-    return invalid(raw, "rdzv-id", "an id without '/'");
-  }
+  if (!isName(o.run_id)) return invalid(raw, "rdzv-id", nameRule());
 
   GW_ASSIGN_OR_RETURN(o.max_restarts, intFlag(raw, "max-restarts", 0, 1 << 30, "an integer >= 0"));
   GW_ASSIGN_OR_RETURN(o.monitor_interval_s, secondsFlag(raw, "monitor-interval", 1e-9));

@@ -15,6 +15,7 @@
 #include "gangway/common/status.h"
 
 #include "cluster_internal.h"
+#include "validate.h"
 
 namespace gangway::scheduler {
 namespace {
@@ -134,9 +135,25 @@ absl::StatusOr<v1::SubmitResponse> ClusterManager::submit(const v1::JobSpec& spe
                                                           absl::Time now) {
   v1::JobSpec spec = spec_in;
   if (spec.queue().empty()) spec.set_queue("default");
+  const Limits& limits = rdzv_.settings().limits;
+  GW_RETURN_IF_ERROR(checkSize(spec, limits.max_control_request_bytes, "job spec"));
   if (!validId(spec.name())) {
+    return absl::InvalidArgumentError(absl::StrCat("--name '", shown(spec.name()), "': expected ",
+                                                   cluster_internal::nameRuleForIds()));
+  }
+  if (spec.max_nodes() > limits.max_nodes_per_job) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--name '", spec.name(), "': expected 1 to 128 letters, digits, '-', '_' or '.'"));
+        "--nnodes MAX ", spec.max_nodes(), ": expected at most ", limits.max_nodes_per_job));
+  }
+  if (spec.nproc_per_node() > limits.max_workers_per_node) {
+    return absl::InvalidArgumentError(absl::StrCat("--nproc-per-node ", spec.nproc_per_node(),
+                                                   ": expected at most ",
+                                                   limits.max_workers_per_node));
+  }
+  for (const std::string& arg : spec.command()) {
+    if (arg.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("the job's command has an argument with a NUL byte");
+    }
   }
   if (spec.min_nodes() < 1 || spec.max_nodes() < spec.min_nodes()) {
     return absl::InvalidArgumentError(absl::StrCat("--nnodes ", spec.min_nodes(), ":",

@@ -10,6 +10,7 @@
 #include <absl/time/time.h>
 
 #include "gangway/common/log.h"
+#include "gangway/common/text.h"
 #include "gangway/v1/cluster.pb.h"
 
 namespace gangway::scheduler::cluster_internal {
@@ -22,13 +23,11 @@ inline Logger& log() {
 inline constexpr char kJobsPrefix[] = "jobs/";
 inline constexpr char kNodesPrefix[] = "nodes/";
 
-// Names that are safe as store keys, file names and rendezvous ids.
-inline bool validId(const std::string& s) {
-  if (s.empty() || s.size() > 128) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-}
+// Names that are safe as store keys, file names and rendezvous ids: common/text.h's isName, at
+// most 128 characters.
+inline constexpr std::size_t kMaxIdLength = 128;
+inline bool validId(const std::string& s) { return isName(s, kMaxIdLength); }
+inline std::string nameRuleForIds() { return nameRule(kMaxIdLength); }
 
 inline int64_t toMs(absl::Time t) { return absl::ToUnixMillis(t); }
 

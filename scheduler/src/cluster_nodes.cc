@@ -11,12 +11,15 @@
 
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
+#include "gangway/common/text.h"
 #include "gangway/scheduler/cluster.h"
 
 #include "cluster_internal.h"
+#include "validate.h"
 
 namespace gangway::scheduler {
 
+using cluster_internal::kMaxIdLength;
 using cluster_internal::kNodesPrefix;
 using cluster_internal::live;
 using cluster_internal::log;
@@ -25,15 +28,25 @@ using cluster_internal::validId;
 
 absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
     const v1::RegisterNodeRequest& req, absl::Time now) {
+  const Limits& limits = rdzv_.settings().limits;
+  GW_RETURN_IF_ERROR(checkSize(req, limits.max_control_request_bytes, "registration"));
   if (!validId(req.node_id())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "node id '", req.node_id(), "': expected 1 to 128 letters, digits, '-', '_' or '.'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("node id '", shown(req.node_id()), "': expected ", nameRule(kMaxIdLength)));
   }
-  if (req.address().empty()) return absl::InvalidArgumentError("register: the address is missing");
-  if (req.topology().gpu_count() < 0) {
-    return absl::InvalidArgumentError("register: a negative GPU count");
+  GW_RETURN_IF_ERROR(checkAddress(req.address(), "register: address"));
+  GW_RETURN_IF_ERROR(checkTopology(req.topology(), limits));
+  for (const std::string& job : req.running_jobs()) {
+    if (!validId(job)) {
+      return absl::InvalidArgumentError(absl::StrCat("register: running job '", shown(job),
+                                                     "': expected ", nameRule(kMaxIdLength)));
+    }
   }
   absl::MutexLock lock(&mu_);
+  if (!nodes_.contains(req.node_id()) && nodes_.size() >= limits.max_cluster_nodes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the scheduler holds its limit of ", limits.max_cluster_nodes, " nodes"));
+  }
   Node& n = nodes_[req.node_id()];
   v1::NodeRecord rec = n.record;
   rec.set_node_id(req.node_id());
@@ -69,7 +82,7 @@ void ClusterManager::sendLocked(Node& node, const v1::NodeEvent& event) {
 }
 
 absl::StatusOr<uint64_t> ClusterManager::watchNode(const std::string& node_id, NodeSink sink,
-                                                   absl::Time now) {
+                                                   absl::Time now, NodeClose close) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end() || !it->second.registered) {
@@ -77,7 +90,12 @@ absl::StatusOr<uint64_t> ClusterManager::watchNode(const std::string& node_id, N
         absl::StrCat("node '", node_id, "' must register before it watches"));
   }
   Node& n = it->second;
+  if (n.close) {
+    n.close(absl::AbortedError(
+        absl::StrCat("another WatchNode stream for node '", node_id, "' replaced this one")));
+  }
   n.sink = std::move(sink);
+  n.close = std::move(close);
   n.watch_handle = next_handle_++;
   n.last_seen = now;
   std::string assigned;
@@ -113,6 +131,7 @@ void ClusterManager::unwatchNode(const std::string& node_id, uint64_t handle, bo
   auto it = nodes_.find(node_id);
   if (it == nodes_.end() || it->second.watch_handle != handle) return;
   it->second.sink = nullptr;
+  it->second.close = nullptr;
   it->second.watch_handle = 0;
   if (lost && it->second.healthy) {
     it->second.healthy = false;
@@ -145,7 +164,7 @@ absl::Status ClusterManager::reportExit(const v1::ReportExitRequest& req, absl::
   const v1::JobRecord before = job->record;
   std::string reason =
       absl::StrCat("node ", req.node_id(), ": gangway run exited with code ", req.exit_code(),
-                   req.message().empty() ? "" : ": ", req.message());
+                   req.message().empty() ? "" : ": ", escapeLine(req.message()));
   if (auto view = rdzv_.view(req.job_id()); view.ok() && view->ended) reason = view->end_reason;
   const std::vector<std::string> nodes = markEndedLocked(*job, v1::FAILED, reason, now);
   if (absl::Status s = persistJobsLocked({job}); !s.ok()) {

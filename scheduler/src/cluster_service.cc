@@ -4,6 +4,7 @@
 #include "gangway/v1/cluster.grpc.pb.h"
 
 #include "event_stream.h"
+#include "validate.h"
 
 namespace gangway::scheduler {
 namespace {
@@ -16,8 +17,8 @@ std::string tokenOf(const grpc::CallbackServerContext* ctx) {
 
 class ClusterService final : public v1::Cluster::CallbackService {
  public:
-  ClusterService(ClusterManager& manager, std::function<void()> kick)
-      : manager_(manager), kick_(std::move(kick)) {}
+  ClusterService(ClusterManager& manager, const Limits& limits, std::function<void()> kick)
+      : manager_(manager), limits_(limits), kick_(std::move(kick)) {}
 
   grpc::ServerUnaryReactor* RegisterNode(grpc::CallbackServerContext* ctx,
                                          const v1::RegisterNodeRequest* req,
@@ -38,10 +39,12 @@ class ClusterService final : public v1::Cluster::CallbackService {
           manager_.unwatchNode(node, handle, lost, absl::Now());
           kick_();
         },
-        [](const v1::NodeEvent&) { return false; });
+        [](const v1::NodeEvent&) { return false; }, limits_.max_stream_events,
+        limits_.max_stream_bytes);
     reactor->start(manager_.authorizeAdmin(tokenOf(ctx)),
-                   [this, node](ClusterManager::NodeSink sink) {
-                     return manager_.watchNode(node, std::move(sink), absl::Now());
+                   [this, node](ClusterManager::NodeSink sink, ClusterManager::NodeClose close) {
+                     return manager_.watchNode(node, std::move(sink), absl::Now(),
+                                               std::move(close));
                    });
     return reactor;
   }
@@ -55,7 +58,8 @@ class ClusterService final : public v1::Cluster::CallbackService {
   grpc::ServerUnaryReactor* ReportExit(grpc::CallbackServerContext* ctx,
                                        const v1::ReportExitRequest* req,
                                        v1::ReportExitResponse* /*resp*/) override {
-    absl::Status s = manager_.authorizeAdmin(tokenOf(ctx));
+    absl::Status s = checkSize(*req, limits_.max_control_request_bytes, "exit report");
+    if (s.ok()) s = manager_.authorizeAdmin(tokenOf(ctx));
     if (s.ok()) s = manager_.reportExit(*req, absl::Now());
     return done(ctx, s);
   }
@@ -110,14 +114,15 @@ class ClusterService final : public v1::Cluster::CallbackService {
   }
 
   ClusterManager& manager_;
+  const Limits limits_;
   std::function<void()> kick_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> makeClusterService(ClusterManager& manager,
+std::unique_ptr<grpc::Service> makeClusterService(ClusterManager& manager, const Limits& limits,
                                                   std::function<void()> kick) {
-  return std::make_unique<ClusterService>(manager, std::move(kick));
+  return std::make_unique<ClusterService>(manager, limits, std::move(kick));
 }
 
 }  // namespace gangway::scheduler

@@ -1,9 +1,13 @@
 // A server stream of events that a state machine pushes (the rendezvous' RoundEvents to an agent,
 // the cluster manager's NodeEvents to a pool agent): events are queued by the state machine (under
-// its lock, so queueing never blocks) and written one at a time.
+// its lock, so queueing never blocks) and written one at a time. The queue is bounded: a peer that
+// stops reading has its stream closed (RESOURCE_EXHAUSTED) instead of growing the server's
+// memory; its agent reconnects and is sent its latest event again.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -11,6 +15,7 @@
 
 #include <absl/base/thread_annotations.h>
 #include <absl/status/statusor.h>
+#include <absl/strings/str_cat.h>
 #include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 
@@ -22,15 +27,20 @@ template <typename Event>
 class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
  public:
   using Sink = std::function<void(const Event&)>;
-  // Registers the sink with the state machine; returns a handle for `detach`.
-  using Attach = std::function<absl::StatusOr<uint64_t>(Sink)>;
+  // Ends the stream with a status (another stream for the same peer replaced it).
+  using Close = std::function<void(const absl::Status&)>;
+  // Registers the sink and the closer with the state machine; returns a handle for `detach`.
+  using Attach = std::function<absl::StatusOr<uint64_t>(Sink, Close)>;
   // The stream `handle` ended; `lost` when the peer went away (not a clean finish).
   using Detach = std::function<void(uint64_t handle, bool lost)>;
   // Whether the stream ends after writing this event (a job's end).
   using IsLast = std::function<bool(const Event&)>;
 
-  EventStreamReactor(Detach detach, IsLast is_last)
-      : detach_(std::move(detach)), is_last_(std::move(is_last)) {}
+  EventStreamReactor(Detach detach, IsLast is_last, std::size_t max_events, std::size_t max_bytes)
+      : detach_(std::move(detach)),
+        is_last_(std::move(is_last)),
+        max_events_(max_events),
+        max_bytes_(max_bytes) {}
 
   // The reactor is deleted by whichever of start() and OnDone() ends last: an event delivered
   // during attach() may finish the call before start() has recorded the handle.
@@ -40,7 +50,8 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
       release();
       return;
     }
-    auto handle = attach([this](const Event& e) { enqueue(e); });
+    auto handle = attach([this](const Event& e) { enqueue(e); },
+                         [this](const absl::Status& s) { finish(toGrpc(s)); });
     if (!handle.ok()) {
       finish(toGrpc(handle.status()));
     } else {
@@ -88,13 +99,23 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
   void enqueue(const Event& e) {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
+    const std::size_t bytes = e.ByteSizeLong();
+    if (queue_.size() + 1 > max_events_ || queued_bytes_ + bytes > max_bytes_) {
+      lost_ = true;  // the state machine treats the agent as gone; it joins again
+      finishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                absl::StrCat("the stream fell behind: ", queue_.size(), " events (",
+                                             queued_bytes_, " bytes) unread; reconnect")));
+      return;
+    }
     queue_.push_back(e);
+    queued_bytes_ += bytes;
     if (!writing_) writeNextLocked();
   }
   void writeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (queue_.empty() || finished_) return;
     current_ = std::move(queue_.front());
     queue_.pop_front();
+    queued_bytes_ -= std::min(queued_bytes_, current_.ByteSizeLong());
     writing_ = true;
     this->StartWrite(&current_);
   }
@@ -110,10 +131,13 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
 
   const Detach detach_;
   const IsLast is_last_;
+  const std::size_t max_events_;
+  const std::size_t max_bytes_;
   std::atomic<int> refs_{2};  // start() and OnDone()
   absl::Mutex mu_;
   uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Event> queue_ ABSL_GUARDED_BY(mu_);
+  std::size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Event current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,37 +1,83 @@
 #include "gangway/scheduler/kv_store.h"
 
+#include <algorithm>
+
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/synchronization/notification.h>
 
 namespace gangway::scheduler {
 
-void KvStore::set(const std::string& key, std::string value) {
+absl::Status KvStore::admitLocked(const std::string& key, std::size_t value_bytes) const {
+  if (key.size() > limits_.max_key_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "store key of ", key.size(), " bytes: expected at most ", limits_.max_key_bytes));
+  }
+  if (value_bytes > limits_.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "store value of ", value_bytes, " bytes: expected at most ", limits_.max_value_bytes));
+  }
+  std::size_t after = bytes_ + key.size() + value_bytes;
+  if (auto it = data_.find(key); it != data_.end()) {
+    after -= key.size() + it->second.size();
+  } else if (data_.size() >= limits_.max_keys) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the job's store holds its limit of ", limits_.max_keys, " keys"));
+  }
+  if (after > limits_.max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job's store would hold ", after, " bytes, past its limit of ", limits_.max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+void KvStore::putLocked(const std::string& key, std::string value) {
+  auto [it, inserted] = data_.try_emplace(key);
+  if (inserted) {
+    bytes_ += key.size();
+  } else {
+    bytes_ -= it->second.size();
+  }
+  bytes_ += value.size();
+  it->second = std::move(value);
+}
+
+absl::Status KvStore::set(const std::string& key, std::string value) {
   std::vector<WaitCallback> ready;
   {
     absl::MutexLock lock(&mu_);
-    data_[key] = std::move(value);
+    if (absl::Status s = admitLocked(key, value.size()); !s.ok()) return s;
+    putLocked(key, std::move(value));
+    wakeLocked(key, ready);
+  }
+  for (auto& cb : ready) cb(absl::OkStatus());
+  return absl::OkStatus();
+}
+
+void KvStore::setOwn(const std::string& key, std::string value) {
+  std::vector<WaitCallback> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    putLocked(key, std::move(value));
     wakeLocked(key, ready);
   }
   for (auto& cb : ready) cb(absl::OkStatus());
 }
 
-std::string KvStore::compareSet(const std::string& key, const std::string& expected,
-                                std::string desired) {
+absl::StatusOr<std::string> KvStore::compareSet(const std::string& key, const std::string& expected,
+                                                std::string desired) {
   std::vector<WaitCallback> ready;
   std::string result;
   {
     absl::MutexLock lock(&mu_);
     auto it = data_.find(key);
-    if (it == data_.end()) {
-      if (!expected.empty()) return expected;  // c10d's answer for a missing key
-      result = desired;
-      data_[key] = std::move(desired);
-      wakeLocked(key, ready);
-    } else {
-      if (it->second == expected) it->second = std::move(desired);
-      result = it->second;
-    }
+    if (it == data_.end() && !expected.empty()) return expected;  // c10d's answer, missing key
+    if (it != data_.end() && it->second != expected) return it->second;
+    if (absl::Status s = admitLocked(key, desired.size()); !s.ok()) return s;
+    result = desired;
+    const bool created = it == data_.end();
+    putLocked(key, std::move(desired));
+    if (created) wakeLocked(key, ready);
   }
   for (auto& cb : ready) cb(absl::OkStatus());
   return result;
@@ -49,9 +95,12 @@ absl::StatusOr<int64_t> KvStore::add(const std::string& key, int64_t delta) {
         return absl::FailedPreconditionError(
             absl::StrCat("store key '", key, "' does not hold an integer"));
       }
-      value = current + delta;
+      // Wraps as c10d's TCPStore does, without the undefined behaviour of a signed overflow.
+      value = static_cast<int64_t>(static_cast<uint64_t>(current) + static_cast<uint64_t>(delta));
     }
-    data_[key] = absl::StrCat(value);
+    std::string text = absl::StrCat(value);
+    if (absl::Status s = admitLocked(key, text.size()); !s.ok()) return s;
+    putLocked(key, std::move(text));
     wakeLocked(key, ready);
   }
   for (auto& cb : ready) cb(absl::OkStatus());
@@ -65,7 +114,11 @@ std::optional<std::string> KvStore::get(const std::string& key) const {
   return it->second;
 }
 
-bool KvStore::check(const std::vector<std::string>& keys) const {
+absl::StatusOr<bool> KvStore::check(const std::vector<std::string>& keys) const {
+  if (keys.size() > limits_.max_keys_per_call) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a check of ", keys.size(), " keys: expected at most ", limits_.max_keys_per_call));
+  }
   absl::MutexLock lock(&mu_);
   for (const auto& k : keys) {
     if (!data_.contains(k)) return false;
@@ -75,7 +128,11 @@ bool KvStore::check(const std::vector<std::string>& keys) const {
 
 bool KvStore::remove(const std::string& key) {
   absl::MutexLock lock(&mu_);
-  return data_.erase(key) > 0;
+  auto it = data_.find(key);
+  if (it == data_.end()) return false;
+  bytes_ -= key.size() + it->second.size();
+  data_.erase(it);
+  return true;
 }
 
 int64_t KvStore::numKeys() const {
@@ -83,9 +140,15 @@ int64_t KvStore::numKeys() const {
   return static_cast<int64_t>(data_.size());
 }
 
+std::size_t KvStore::bytes() const {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
+}
+
 KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::Time deadline,
                                    WaitCallback done) {
   WaitId id = 0;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     id = next_id_++;
@@ -93,7 +156,18 @@ KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::T
     for (const auto& k : keys) {
       if (!data_.contains(k)) w.missing.insert(k);
     }
-    if (!w.missing.empty()) {
+    if (keys.size() > limits_.max_keys_per_call) {
+      refused = absl::InvalidArgumentError(absl::StrCat(
+          "a wait for ", keys.size(), " keys: expected at most ", limits_.max_keys_per_call));
+    } else if (std::any_of(keys.begin(), keys.end(), [&](const std::string& k) {
+                 return k.size() > limits_.max_key_bytes;
+               })) {
+      refused = absl::InvalidArgumentError(
+          absl::StrCat("a store key: expected at most ", limits_.max_key_bytes, " bytes"));
+    } else if (!w.missing.empty() && waiters_.size() >= limits_.max_waits) {
+      refused = absl::ResourceExhaustedError(absl::StrCat(
+          "the job's store has its limit of ", limits_.max_waits, " calls waiting for keys"));
+    } else if (!w.missing.empty()) {
       for (const auto& k : w.missing) waiting_on_[k].push_back(id);
       w.deadline = deadline;
       w.done = std::move(done);
@@ -101,8 +175,18 @@ KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::T
       return id;
     }
   }
-  done(absl::OkStatus());
+  done(refused);
   return id;
+}
+
+void KvStore::forgetWaiterLocked(WaitId id, const Waiter& w) {
+  for (const auto& key : w.missing) {
+    auto it = waiting_on_.find(key);
+    if (it == waiting_on_.end()) continue;
+    auto& ids = it->second;
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+    if (ids.empty()) waiting_on_.erase(it);
+  }
 }
 
 void KvStore::cancelWait(WaitId id) {
@@ -112,7 +196,8 @@ void KvStore::cancelWait(WaitId id) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
     cb = std::move(it->second.done);
-    waiters_.erase(it);  // stale ids left in waiting_on_ are skipped when the key is set
+    forgetWaiterLocked(id, it->second);
+    waiters_.erase(it);
   }
   cb(absl::CancelledError("store wait cancelled"));
 }
@@ -125,6 +210,7 @@ absl::Time KvStore::expire(absl::Time now) {
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (it->second.deadline <= now) {
         expired.push_back(std::move(it->second.done));
+        forgetWaiterLocked(it->first, it->second);
         waiters_.erase(it++);
       } else {
         next = std::min(next, it->second.deadline);
@@ -165,8 +251,7 @@ class LocalStore final : public Store {
   explicit LocalStore(KvStore& kv) : kv_(kv) {}
 
   absl::Status set(const std::string& key, const std::string& value) override {
-    kv_.set(key, value);
-    return absl::OkStatus();
+    return kv_.set(key, value);
   }
   absl::StatusOr<std::string> get(const std::string& key, absl::Duration timeout) override {
     if (absl::Status s = wait({key}, timeout); !s.ok()) return s;

@@ -8,6 +8,10 @@
 #include <absl/strings/str_format.h>
 
 #include "gangway/common/log.h"
+#include "gangway/common/status.h"
+#include "gangway/common/text.h"
+
+#include "validate.h"
 
 namespace gangway::scheduler {
 namespace {
@@ -73,40 +77,63 @@ absl::Status Rendezvous::authorize(const std::string& job_id, const std::string&
   return absl::OkStatus();
 }
 
-absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& token,
-                              absl::Time now) {
-  if (req.job_id().empty() || req.agent_id().empty()) {
-    return absl::InvalidArgumentError("join: job_id and agent_id are required");
+absl::Status Rendezvous::checkJoin(const v1::JoinRequest& req) const {
+  const Limits& limits = settings_.limits;
+  GW_RETURN_IF_ERROR(checkSize(req, limits.max_control_request_bytes, "join request"));
+  GW_RETURN_IF_ERROR(checkName(req.job_id(), "join: job id"));
+  GW_RETURN_IF_ERROR(checkName(req.agent_id(), "join: agent id"));
+  GW_RETURN_IF_ERROR(checkAddress(req.address(), "join: address"));
+  GW_RETURN_IF_ERROR(checkTopology(req.topology(), limits));
+  if (req.local_world_size() < 1 || req.local_world_size() > limits.max_workers_per_node) {
+    return absl::InvalidArgumentError(absl::StrCat("join: local_world_size ",
+                                                   req.local_world_size(), ": expected 1 to ",
+                                                   limits.max_workers_per_node));
   }
-  if (req.local_world_size() < 1) {
+  if (req.min_nodes() < 1 || req.max_nodes() < req.min_nodes() ||
+      req.max_nodes() > limits.max_nodes_per_job) {
     return absl::InvalidArgumentError(
-        absl::StrCat("join: local_world_size must be >= 1, got ", req.local_world_size()));
-  }
-  if (req.min_nodes() < 1 || req.max_nodes() < req.min_nodes()) {
-    return absl::InvalidArgumentError(absl::StrCat("join: --nnodes ", req.min_nodes(), ":",
-                                                   req.max_nodes(), " is not 1 <= MIN <= MAX"));
+        absl::StrCat("join: --nnodes ", req.min_nodes(), ":", req.max_nodes(),
+                     " is not 1 <= MIN <= MAX <= ", limits.max_nodes_per_job));
   }
   if (req.max_restarts() < 0) {
     return absl::InvalidArgumentError("join: max_restarts must be >= 0");
   }
+  if (!isPrintableLine(req.parallelism(), 256)) {
+    return absl::InvalidArgumentError(absl::StrCat("join: --parallelism '",
+                                                   shown(req.parallelism()),
+                                                   "': expected at most 256 printable bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& token,
+                              absl::Time now) {
+  GW_RETURN_IF_ERROR(checkJoin(req));
+  const Limits& limits = settings_.limits;
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(req.job_id());
   if (job == nullptr && req.scheduled()) {
     return absl::NotFoundError(
         absl::StrCat("job '", req.job_id(), "' is not (or no longer) run by the scheduler"));
   }
+  // A new job is created only once the whole request is accepted, so that a refused Join
+  // leaves nothing behind.
+  std::unique_ptr<Job> created;
   if (job == nullptr) {
-    auto created = std::make_unique<Job>();
+    if (jobs_.size() >= limits.max_jobs) {
+      return absl::ResourceExhaustedError(absl::StrCat("the control plane holds its limit of ",
+                                                       limits.max_jobs, " jobs; job '",
+                                                       req.job_id(), "' is not created"));
+    }
+    created = std::make_unique<Job>();
     created->id = req.job_id();
     created->token = token;
     created->min_nodes = req.min_nodes();
     created->max_nodes = req.max_nodes();
     created->max_restarts = req.max_restarts();
     created->parallelism = req.parallelism();
+    created->store = std::make_shared<KvStore>(limits.store);
     job = created.get();
-    jobs_[req.job_id()] = std::move(created);
-    log().debug("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
-                req.agent_id(), formatNnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
   }
   if (!constantTimeEquals(job->token, token)) {
     return absl::PermissionDeniedError(
@@ -147,6 +174,15 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
       }
     }
   }
+  if (!job->agents.contains(req.agent_id()) && job->agents.size() >= limits.max_agents_per_job) {
+    return absl::ResourceExhaustedError(absl::StrCat("job '", job->id, "' holds its limit of ",
+                                                     limits.max_agents_per_job, " agents"));
+  }
+  if (created != nullptr) {
+    log().debug("job {}: created by agent {} (--nnodes {}, --max-restarts {})", req.job_id(),
+                req.agent_id(), formatNnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
+    jobs_[req.job_id()] = std::move(created);
+  }
   auto [it, inserted] = job->agents.try_emplace(req.agent_id());
   Agent& agent = it->second;
   agent.last_seen = now;
@@ -160,12 +196,17 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
 }
 
 absl::StatusOr<uint64_t> Rendezvous::watch(const std::string& job_id, const std::string& agent_id,
-                                           Sink sink, absl::Time now) {
+                                           Sink sink, absl::Time now, Close close) {
   absl::MutexLock lock(&mu_);
   auto found = findAgentLocked(job_id, agent_id);
   if (!found.ok()) return found.status();
   Agent& agent = *found->second;
+  if (agent.close) {
+    agent.close(absl::AbortedError(absl::StrCat("another Watch stream for agent '", agent_id,
+                                                "' of job '", job_id, "' replaced this one")));
+  }
   agent.sink = std::move(sink);
+  agent.close = std::move(close);
   agent.watch_handle = next_handle_++;
   agent.last_seen = now;
   if (agent.has_event) agent.sink(agent.last_event);
@@ -180,6 +221,7 @@ void Rendezvous::unwatch(const std::string& job_id, const std::string& agent_id,
   auto it = job->agents.find(agent_id);
   if (it == job->agents.end() || it->second.watch_handle != handle) return;
   it->second.sink = nullptr;
+  it->second.close = nullptr;
   it->second.watch_handle = 0;
   if (job->ended || !lost) return;
   removeAgentLocked(*job, agent_id, "its Watch stream closed", now);
@@ -205,12 +247,13 @@ absl::Status Rendezvous::leave(const std::string& job_id, const std::string& age
     job->agents.erase(agent_id);
     return absl::OkStatus();
   }
-  removeAgentLocked(*job, agent_id, absl::StrCat("it left (", reason, ")"), now);
+  removeAgentLocked(*job, agent_id, absl::StrCat("it left (", escapeLine(reason), ")"), now);
   evaluateLocked(*job, now);
   return absl::OkStatus();
 }
 
 absl::Status Rendezvous::report(const v1::WorkerReport& report, absl::Time now) {
+  const std::string failure = escapeLine(report.failure());
   absl::MutexLock lock(&mu_);
   auto found = findAgentLocked(report.job_id(), report.agent_id());
   if (!found.ok()) return found.status();
@@ -233,10 +276,10 @@ absl::Status Rendezvous::report(const v1::WorkerReport& report, absl::Time now) 
     return absl::OkStatus();
   }
   log().warn("job {} round {}: workers failed on agent {}: {}", job->id, job->round,
-             report.agent_id(), report.failure());
+             report.agent_id(), failure);
   if (job->restart_count >= job->max_restarts) {
     endJobLocked(*job, false,
-                 absl::StrCat("workers failed on agent ", report.agent_id(), " (", report.failure(),
+                 absl::StrCat("workers failed on agent ", report.agent_id(), " (", failure,
                               ") and --max-restarts ", job->max_restarts, " restarts are spent"),
                  now);
     return absl::OkStatus();
@@ -284,7 +327,7 @@ absl::Status Rendezvous::publishMasterPort(const v1::MasterPortRequest& req, abs
     return absl::PermissionDeniedError(
         absl::StrCat("agent '", req.agent_id(), "' is not node rank 0 of round ", job->round));
   }
-  job->store->set(masterPortKey(job->round), absl::StrCat(req.port()));
+  job->store->setOwn(masterPortKey(job->round), absl::StrCat(req.port()));
   std::vector<v1::RoundEvent> pending = std::move(job->pending_assignments);
   job->pending_assignments.clear();
   for (size_t i = 0; i < pending.size(); ++i) {
@@ -331,6 +374,7 @@ absl::Status Rendezvous::manage(const std::string& job_id, const std::string& to
     created->managed = true;
     created->max_restarts = max_restarts;
     created->restoring = restore;
+    created->store = std::make_shared<KvStore>(settings_.limits.store);
     job = created.get();
     jobs_[job_id] = std::move(created);
   }

@@ -161,7 +161,7 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
     n->set_rank_offset(offset);
     offset += a.info.local_world_size();
   }
-  job.store->set(layoutKey(job.round), layout.SerializeAsString());
+  job.store->setOwn(layoutKey(job.round), layout.SerializeAsString());
   log.debug("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
             job.members.size(), offset, job.restart_count);
 

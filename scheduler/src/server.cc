@@ -1,7 +1,9 @@
 #include "gangway/scheduler/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
+#include <limits>
 #include <thread>
 
 #include <absl/strings/str_cat.h>
@@ -19,6 +21,7 @@
 
 #include "cluster_service.h"
 #include "event_stream.h"
+#include "validate.h"
 
 namespace gangway::scheduler {
 namespace {
@@ -108,10 +111,12 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
           rdzv_.unwatch(job, agent, handle, lost, absl::Now());
           timer_.kick();
         },
-        [](const v1::RoundEvent& e) { return e.has_job_end(); });
-    reactor->start(rdzv_.authorize(job, tokenOf(ctx)), [this, job, agent](Rendezvous::Sink sink) {
-      return rdzv_.watch(job, agent, std::move(sink), absl::Now());
-    });
+        [](const v1::RoundEvent& e) { return e.has_job_end(); },
+        rdzv_.settings().limits.max_stream_events, rdzv_.settings().limits.max_stream_bytes);
+    reactor->start(rdzv_.authorize(job, tokenOf(ctx)),
+                   [this, job, agent](Rendezvous::Sink sink, Rendezvous::Close close) {
+                     return rdzv_.watch(job, agent, std::move(sink), absl::Now(), std::move(close));
+                   });
     return reactor;
   }
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
@@ -127,7 +132,8 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   }
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
                                   v1::LeaveResponse* /*resp*/) override {
-    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    absl::Status s = checkSize(*req, rdzv_.settings().limits.max_control_request_bytes, "leave");
+    if (s.ok()) s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
     if (s.ok()) s = rdzv_.leave(req->job_id(), req->agent_id(), req->reason(), absl::Now());
     return done(ctx, s);
   }
@@ -141,7 +147,9 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   grpc::ServerUnaryReactor* ReportWorkers(grpc::CallbackServerContext* ctx,
                                           const v1::WorkerReport* req,
                                           v1::WorkerReportResponse* /*resp*/) override {
-    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    absl::Status s =
+        checkSize(*req, rdzv_.settings().limits.max_control_request_bytes, "worker report");
+    if (s.ok()) s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
     if (s.ok()) s = rdzv_.report(*req, absl::Now());
     return done(ctx, s);
   }
@@ -214,8 +222,9 @@ class StoreService final : public v1::Store::CallbackService {
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx, const v1::SetRequest* req,
                                 v1::SetResponse* /*resp*/) override {
     auto kv = storeOf(ctx, req->job_id());
-    if (kv.ok()) (*kv)->set(req->key(), req->value());
-    return done(ctx, kv.status());
+    absl::Status s = kv.status();
+    if (s.ok()) s = (*kv)->set(req->key(), req->value());
+    return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
                                 v1::GetResponse* resp) override {
@@ -247,8 +256,13 @@ class StoreService final : public v1::Store::CallbackService {
                                        const v1::CompareSetRequest* req,
                                        v1::CompareSetResponse* resp) override {
     auto kv = storeOf(ctx, req->job_id());
-    if (kv.ok()) resp->set_value((*kv)->compareSet(req->key(), req->expected(), req->desired()));
-    return done(ctx, kv.status());
+    absl::Status s = kv.status();
+    if (s.ok()) {
+      auto v = (*kv)->compareSet(req->key(), req->expected(), req->desired());
+      if (v.ok()) resp->set_value(*std::move(v));
+      s = v.status();
+    }
+    return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx, const v1::WaitRequest* req,
                                  v1::WaitResponse* /*resp*/) override {
@@ -262,8 +276,13 @@ class StoreService final : public v1::Store::CallbackService {
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx, const v1::CheckRequest* req,
                                   v1::CheckResponse* resp) override {
     auto kv = storeOf(ctx, req->job_id());
-    if (kv.ok()) resp->set_ready((*kv)->check({req->keys().begin(), req->keys().end()}));
-    return done(ctx, kv.status());
+    absl::Status s = kv.status();
+    if (s.ok()) {
+      auto ready = (*kv)->check({req->keys().begin(), req->keys().end()});
+      if (ready.ok()) resp->set_ready(*ready);
+      s = ready.status();
+    }
+    return done(ctx, s);
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
                                    v1::DeleteResponse* resp) override {
@@ -331,12 +350,15 @@ class ServerImpl final : public ControlPlaneServer {
           ClusterManager::create(options.cluster, *options.cluster_store, rdzv_, absl::Now());
       if (!cluster.ok()) return cluster.status();
       cluster_ = *std::move(cluster);
-      cluster_service_ = makeClusterService(*cluster_, [this] { timer_.kick(); });
+      cluster_service_ =
+          makeClusterService(*cluster_, rdzv_.settings().limits, [this] { timer_.kick(); });
       builder.RegisterService(cluster_service_.get());
     }
     // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
     // then share the port and split the connections. One control plane per address.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::size_t>(
+        options.rendezvous.limits.max_request_bytes, std::numeric_limits<int>::max())));
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
     server_ = builder.BuildAndStart();

@@ -1,5 +1,7 @@
 #include "gangway/common/host_port.h"
 
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace gangway {
@@ -62,6 +64,20 @@ TEST(HostPortTest, FormatBracketsIpv6AndRoundTrips) {
     ASSERT_TRUE(hp.ok()) << hp.status();
     EXPECT_EQ(formatHostPort(*hp), text);
   }
+}
+
+TEST(HostPortTest, HostsAreAddressLiteralsOrHostNames) {
+  for (const char* ok : {"127.0.0.1", "::1", "fe80::1", "10.0.0.7", "node-7", "node7.rack3.example",
+                         "a", "0.pool"}) {
+    EXPECT_TRUE(isHostOrAddress(ok)) << ok;
+  }
+  for (const char* bad : {"", ".", "a..b", "-a", "a-", "a.-b", "[::1]", "a b", "a/b",
+                          "a:b:c:", "host\n", "x_y", "1.2.3.4:5"}) {
+    EXPECT_FALSE(isHostOrAddress(bad)) << bad;
+  }
+  EXPECT_FALSE(isHostOrAddress(std::string(64, 'a')));
+  EXPECT_TRUE(isHostOrAddress(std::string(63, 'a')));
+  EXPECT_FALSE(isHostOrAddress(std::string(254, 'a')));
 }
 
 }  // namespace

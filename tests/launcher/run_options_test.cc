@@ -137,6 +137,14 @@ TEST_F(RunOptionsTest, BadValuesNameTheInputAndWhatWasExpected) {
             std::string::npos);
   EXPECT_NE(error({"--rdzv-conf", "join_timeout=0", script_}).find("join_timeout="),
             std::string::npos);
+  for (const char* id : {"..", "a/b", "job 1", "-x"}) {
+    EXPECT_NE(error({"--rdzv-endpoint", "127.0.0.1:1", "--rdzv-id", id, script_})
+                  .find("invalid --rdzv-id '" + std::string(id) + "': expected 1 to 253 letters"),
+              std::string::npos)
+        << id;
+  }
+  EXPECT_NE(error({"--rdzv-conf", "agent_id=a/../b", script_}).find("agent_id= 1 to 253"),
+            std::string::npos);
   env_["PET_NPROC_PER_NODE"] = "many";
   EXPECT_EQ(error({script_}),
             "invalid PET_NPROC_PER_NODE 'many': expected a positive integer, 'auto', 'cpu' or "

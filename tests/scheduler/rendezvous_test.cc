@@ -2,7 +2,10 @@
 #include "gangway/scheduler/rendezvous.h"
 
 #include <map>
+#include <string>
+#include <vector>
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 namespace gangway::scheduler {
@@ -408,6 +411,128 @@ TEST_F(RendezvousTest, RankHintsOrderNewcomers) {
   EXPECT_EQ(last("a2").assignment().node_rank(), 0);
   EXPECT_EQ(last("a3").assignment().node_rank(), 1);
   EXPECT_EQ(last("a1").assignment().node_rank(), 2);
+}
+
+// What an agent can make the rendezvous hold is bounded; a refused Join leaves nothing behind.
+class RendezvousLimitsTest : public ::testing::Test {
+ protected:
+  static v1::JoinRequest request(const std::string& job, const std::string& agent) {
+    v1::JoinRequest r;
+    r.set_job_id(job);
+    r.set_agent_id(agent);
+    r.set_address("10.0.0.1");
+    r.set_local_world_size(1);
+    r.set_min_nodes(1);
+    r.set_max_nodes(2);
+    return r;
+  }
+};
+
+TEST_F(RendezvousLimitsTest, MalformedJoinsAreRefusedAndCreateNoJob) {
+  Rendezvous rdzv({});
+  std::vector<v1::JoinRequest> bad;
+  bad.push_back(request("..", "a"));
+  bad.push_back(request(std::string(100'000, 'j'), "a"));
+  bad.push_back(request("job", "a\nI forged line"));
+  bad.push_back(request("job", "a"));
+  bad.back().set_address(std::string(256 * 1024, '1'));
+  bad.push_back(request("job", "a"));
+  bad.back().set_address("10.0.0.1; rm -rf /");
+  bad.push_back(request("job", "a"));
+  bad.back().set_max_nodes(1 << 30);
+  bad.push_back(request("job", "a"));
+  bad.back().set_local_world_size(1 << 20);
+  bad.push_back(request("job", "a"));
+  for (int i = 0; i < 40; ++i)
+    (*bad.back().mutable_topology()->mutable_labels())[absl::StrCat("k", i)] = "v";
+  bad.push_back(request("job", "a"));
+  bad.back().mutable_topology()->set_network_path("spine1\nleaf2");
+  bad.push_back(request("job", "a"));
+  bad.back().set_parallelism(std::string(300, 'x'));
+  for (const auto& req : bad) {
+    const absl::Status s = rdzv.join(req, "", kT0);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_LT(s.message().size(), 400u) << s;  // the bad value is shown cut, not whole
+    EXPECT_EQ(s.message().find('\n'), std::string::npos) << s;
+  }
+  EXPECT_EQ(rdzv.view("job").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(rdzv.stores().empty());
+  // A Join refused after the checks of the request (a taken node rank) creates nothing either.
+  auto first = request("ranked", "a");
+  first.set_node_rank(5);
+  EXPECT_EQ(rdzv.join(first, "", kT0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rdzv.view("ranked").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RendezvousLimitsTest, JobsAndAgentsPerJobAreBounded) {
+  RendezvousSettings settings;
+  settings.limits.max_jobs = 3;
+  settings.limits.max_agents_per_job = 2;
+  Rendezvous rdzv(settings);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(rdzv.join(request(absl::StrCat("j", i), "a"), "", kT0).ok());
+  const absl::Status s = rdzv.join(request("j3", "a"), "", kT0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  // Jobs already there still take their agents, up to the limit; a retried Join still works.
+  ASSERT_TRUE(rdzv.join(request("j0", "b"), "", kT0).ok());
+  EXPECT_EQ(rdzv.join(request("j0", "c"), "", kT0).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(rdzv.join(request("j0", "b"), "", kT0).ok());
+  EXPECT_EQ(rdzv.view("j0")->agents, 2);
+}
+
+TEST_F(RendezvousLimitsTest, ASecondWatchEndsTheFirst) {
+  Rendezvous rdzv({});
+  auto req = request("job", "a");
+  req.set_max_nodes(1);
+  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  std::vector<absl::Status> closed;
+  int first_events = 0;
+  auto h1 = rdzv.watch(
+      "job", "a", [&](const v1::RoundEvent&) { ++first_events; }, kT0,
+      [&](const absl::Status& s) { closed.push_back(s); });
+  ASSERT_TRUE(h1.ok());
+  EXPECT_TRUE(closed.empty());
+  int second_events = 0;
+  auto h2 = rdzv.watch(
+      "job", "a", [&](const v1::RoundEvent&) { ++second_events; }, kT0,
+      [&](const absl::Status& s) { closed.push_back(s); });
+  ASSERT_TRUE(h2.ok());
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(second_events, 1);  // the latest event is replayed on the new stream
+  // The first stream's end changes nothing: it is no longer the agent's.
+  rdzv.unwatch("job", "a", *h1, /*lost=*/true, kT0);
+  EXPECT_EQ(rdzv.view("job")->agents, 1);
+}
+
+TEST_F(RendezvousLimitsTest, FailureMessagesAreEscapedAndCut) {
+  Rendezvous rdzv({});
+  auto req = request("job", "a");
+  req.set_max_nodes(1);
+  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  std::vector<v1::RoundEvent> events;
+  ASSERT_TRUE(rdzv.watch(
+                      "job", "a", [&](const v1::RoundEvent& e) { events.push_back(e); }, kT0)
+                  .ok());
+  v1::MasterPortRequest port;
+  port.set_job_id("job");
+  port.set_agent_id("a");
+  port.set_round(1);
+  port.set_port(29500);
+  ASSERT_TRUE(rdzv.publishMasterPort(port, kT0).ok());
+  v1::WorkerReport report;
+  report.set_job_id("job");
+  report.set_agent_id("a");
+  report.set_round(1);
+  report.set_failure("rank 0 failed\n[gangway scheduler] I 00:00:00 job succeeded" +
+                     std::string(1 << 20, 'x'));
+  ASSERT_TRUE(rdzv.report(report, kT0).ok());
+  ASSERT_FALSE(events.empty());
+  ASSERT_TRUE(events.back().has_job_end());
+  const std::string& reason = events.back().job_end().reason();
+  EXPECT_EQ(reason.find('\n'), std::string::npos) << reason;
+  EXPECT_NE(reason.find("rank 0 failed\\n[gangway scheduler]"), std::string::npos) << reason;
+  EXPECT_LT(reason.size(), 2048u);
 }
 
 }  // namespace

@@ -24,6 +24,11 @@ struct HostPort {
 absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view what,
                                        int default_port);
 
+// Whether `host` is an IPv4 or IPv6 address literal (no brackets) or a host name (RFC 1123: at
+// most 253 characters, dot-separated labels of 1 to 63 letters, digits and '-', no label
+// beginning or ending with '-').
+bool isHostOrAddress(absl::string_view host);
+
 // "HOST:PORT", with brackets around an IPv6 host.
 std::string formatHostPort(absl::string_view host, int port);
 inline std::string formatHostPort(const HostPort& hp) { return formatHostPort(hp.host, hp.port); }

@@ -51,6 +51,8 @@ class ClusterManager {
  public:
   // Receives a node's orders. Called with the manager's lock held: must only queue the event.
   using NodeSink = std::function<void(const v1::NodeEvent&)>;
+  // Ends a node's order stream that another WatchNode for the node replaced (under the lock).
+  using NodeClose = std::function<void(const absl::Status&)>;
 
   // Loads the nodes and jobs from `store` (not owned; must outlive the manager). A record that
   // cannot be parsed is a FailedPrecondition naming its key: never a silent reset.
@@ -78,8 +80,10 @@ class ClusterManager {
   absl::StatusOr<v1::RegisterNodeResponse> registerNode(const v1::RegisterNodeRequest& req,
                                                         absl::Time now);
   // Attaches the node's order stream: a Launch for its job (if any) and a Release for each job it
-  // reported running that is not assigned to it are delivered at once.
-  absl::StatusOr<uint64_t> watchNode(const std::string& node_id, NodeSink sink, absl::Time now);
+  // reported running that is not assigned to it are delivered at once. A node has one stream: the
+  // one it had before is ended with `close` (ABORTED).
+  absl::StatusOr<uint64_t> watchNode(const std::string& node_id, NodeSink sink, absl::Time now,
+                                     NodeClose close = nullptr);
   // The stream `handle` ended; when `lost`, the node is marked lost at once.
   void unwatchNode(const std::string& node_id, uint64_t handle, bool lost, absl::Time now);
   absl::Status nodeHeartbeat(const std::string& node_id, absl::Time now);
@@ -102,6 +106,7 @@ class ClusterManager {
     bool healthy = true;
     absl::Time last_seen;
     NodeSink sink;
+    NodeClose close;
     uint64_t watch_handle = 0;
     std::vector<std::string> reported_running;  // from its last registration
   };

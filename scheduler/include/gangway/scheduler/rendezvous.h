@@ -4,7 +4,8 @@
 //
 // Rules (see scheduler/README.md):
 // - A job is created by its first Join, which fixes --nnodes MIN:MAX and --max-restarts; a later
-//   Join that disagrees is refused.
+//   Join that disagrees is refused. Every request is checked against RendezvousSettings.limits
+//   (limits.h) before it changes anything; messages from agents are kept escaped and cut.
 // - A round forms when at least MIN agents are present: at once when MAX are, else when the
 //   last-call window after reaching MIN expires. Agents beyond MAX wait as standbys.
 // - Node ranks are stable: members of the previous round keep their order, newcomers follow in
@@ -35,6 +36,7 @@
 #include <absl/time/time.h>
 
 #include "gangway/scheduler/kv_store.h"
+#include "gangway/scheduler/limits.h"
 #include "gangway/v1/rendezvous.pb.h"
 
 namespace gangway::scheduler {
@@ -46,6 +48,7 @@ struct RendezvousSettings {
   absl::Duration heartbeat_timeout = absl::Seconds(3);
   absl::Duration ended_job_retention = absl::Minutes(10);
   int max_layout_in_assignment = 64;
+  Limits limits;
 };
 
 class Rendezvous {
@@ -53,6 +56,9 @@ class Rendezvous {
   // Receives an agent's events. Called with the rendezvous lock held, in order: it must only
   // queue the event (never block, never call back into the Rendezvous).
   using Sink = std::function<void(const v1::RoundEvent&)>;
+  // Ends an agent's event stream that another Watch for the same agent replaced. Called with the
+  // rendezvous lock held: it must only end the stream, never call back into the Rendezvous.
+  using Close = std::function<void(const absl::Status&)>;
 
   explicit Rendezvous(RendezvousSettings settings) : settings_(settings) {}
 
@@ -64,9 +70,10 @@ class Rendezvous {
   // for an unknown job.
   absl::Status authorize(const std::string& job_id, const std::string& token) const;
   // Attaches the agent's event stream; the agent's latest event is delivered at once. Returns a
-  // handle for unwatch.
+  // handle for unwatch. An agent has one stream: a stream it had before is ended with `close`
+  // (ABORTED), so that a peer that opens stream after stream holds one.
   absl::StatusOr<uint64_t> watch(const std::string& job_id, const std::string& agent_id, Sink sink,
-                                 absl::Time now);
+                                 absl::Time now, Close close = nullptr);
   // The stream `handle` ended. If it is still the agent's stream, its sink is dropped (no event
   // is delivered to it after this returns) and, when `lost`, the agent is removed.
   void unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle, bool lost,
@@ -123,6 +130,7 @@ class Rendezvous {
     int64_t join_seq = 0;
     absl::Time last_seen;
     Sink sink;
+    Close close;
     uint64_t watch_handle = 0;
     v1::RoundEvent last_event;  // replayed when the Watch stream (re)attaches
     bool has_event = false;
@@ -151,9 +159,11 @@ class Rendezvous {
     bool ended = false;
     v1::JobEnd end;
     absl::Time ended_at;
-    std::shared_ptr<KvStore> store = std::make_shared<KvStore>();
+    std::shared_ptr<KvStore> store;
   };
 
+  // InvalidArgument naming the first field of `req` past the limits.
+  absl::Status checkJoin(const v1::JoinRequest& req) const;
   Job* findLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NotFound naming the job or the agent.
   absl::StatusOr<std::pair<Job*, Agent*>> findAgentLocked(const std::string& job_id,
