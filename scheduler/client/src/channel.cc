@@ -15,6 +15,11 @@ namespace {
 
 std::atomic<int> quiet_errors{0};
 
+// How long one connection attempt may take, and (in gRPC 1.51) the least time between two
+// attempts: long enough for a TLS handshake on a loaded machine, short enough to find a restarted
+// control plane again within a few seconds.
+constexpr int kConnectAttemptMs = 2'000;
+
 void logToFacade(gpr_log_func_args* args) {
   static Logger& log = logger("grpc");
   const char* base = std::strrchr(args->file, '/');
@@ -75,8 +80,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> makeChannel(const ChannelOptions&
   // A control plane that restarts is back within a second or two: reconnect within about that,
   // not after gRPC's default backoff (up to 120 s).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also how long one connection attempt (TCP, TLS and
+  // HTTP/2 handshakes) may take. At 100 ms a TLS handshake on a loaded machine never finished:
+  // every attempt was cut short in turn and the agent never reached the control plane.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kConnectAttemptMs);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!options.tls_ca_file.empty()) {
     auto pem = readFile(options.tls_ca_file, "TLS CA file");
