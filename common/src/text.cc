@@ -84,15 +84,13 @@ std::string escapeLine(absl::string_view text, std::size_t max_bytes) {
       piece = "\\t";
     } else if (c == '\r') {
       piece = "\\r";
-    } else if (c < 0x20 || c == 0x7f) {
-      piece = absl::StrFormat("\\x%02x", c);
-    } else if (c < 0x80) {
+    } else if (c >= 0x20 && c < 0x7f) {
       piece = std::string(1, static_cast<char>(c));
-    } else if (const std::size_t n = utf8Length(text.substr(i)); n > 0) {
+    } else if (const std::size_t n = c >= 0x80 ? utf8Length(text.substr(i)) : 0; n > 0) {
       piece = std::string(text.substr(i, n));
       consumed = n;
     } else {
-      piece = absl::StrFormat("\\x%02x", c);
+      piece = absl::StrFormat("\\x%02x", c);  // other control characters, invalid UTF-8
     }
     if (out.size() + piece.size() > max_bytes) break;
     out += piece;

@@ -1,6 +1,8 @@
 #include "gangway/scheduler/cli.h"
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "gangway/common/hostname.h"
 #include "gangway/common/log.h"
 #include "gangway/scheduler/leader_election.h"
+#include "gangway/scheduler/limits.h"
 #include "gangway/scheduler/server.h"
 #include "gangway/scheduler/state_store.h"
 
@@ -38,6 +41,34 @@ constexpr DurationFlag kDurations[] = {
     {"--join-timeout", "Seconds a job may wait below --nnodes MIN before it fails.", "600"},
     {"--heartbeat-interval", "Seconds between an agent's heartbeats.", "1"},
     {"--heartbeat-timeout", "Seconds without a heartbeat after which an agent is lost.", "3"},
+};
+
+// What a peer can make the control plane hold (limits.h), one flag each.
+struct SizeFlag {
+  const char* name;
+  const char* help;
+  std::size_t& (*field)(Limits&);
+};
+
+const SizeFlag kSizes[] = {
+    {"--max-request-bytes", "Largest request a peer may send, in bytes (gRPC's receive limit).",
+     [](Limits& l) -> std::size_t& { return l.max_request_bytes; }},
+    {"--max-store-value-bytes", "Largest value in a job's store, in bytes.",
+     [](Limits& l) -> std::size_t& { return l.store.max_value_bytes; }},
+    {"--max-store-bytes-per-job", "Keys and values one job's store may hold, in bytes.",
+     [](Limits& l) -> std::size_t& { return l.store.max_bytes; }},
+    {"--max-store-keys-per-job", "Keys one job's store may hold.",
+     [](Limits& l) -> std::size_t& { return l.store.max_keys; }},
+    {"--max-waits-per-job", "Store Get and Wait calls one job may have waiting at once.",
+     [](Limits& l) -> std::size_t& { return l.store.max_waits; }},
+    {"--max-jobs", "Rendezvous jobs held at once (ended ones still retained count).",
+     [](Limits& l) -> std::size_t& { return l.max_jobs; }},
+    {"--max-agents-per-job", "Agents one job may have (members, standbys and waiting).",
+     [](Limits& l) -> std::size_t& { return l.max_agents_per_job; }},
+    {"--max-stream-bytes",
+     "Unread events one Watch stream may queue, in bytes, before it is closed and its agent "
+     "reconnects.",
+     [](Limits& l) -> std::size_t& { return l.max_stream_bytes; }},
 };
 
 std::string defaultListen() { return formatHostPort("0.0.0.0", kDefaultControlPlanePort); }
@@ -66,6 +97,13 @@ void addSchedulerFlags(CLI::App& app) {
     app.add_option(f.name)
         ->description(absl::StrCat(f.help, " [default: ", f.default_seconds, "]"))
         ->type_name("SECONDS");
+  }
+  const Limits defaults;
+  for (const auto& f : kSizes) {
+    Limits l = defaults;
+    app.add_option(f.name)
+        ->description(absl::StrCat(f.help, " [default: ", f.field(l), "]"))
+        ->type_name("N");
   }
   app.add_option("--tls-cert")->description("PEM certificate: serve TLS (with --tls-key).");
   app.add_option("--tls-key")->description("PEM private key for --tls-cert.");
@@ -130,6 +168,27 @@ int runScheduler(const CLI::App& app) {
     std::fprintf(stderr,
                  "gangway scheduler: error: --heartbeat-timeout must be longer than "
                  "--heartbeat-interval\n");
+    return 2;
+  }
+  for (const auto& f : kSizes) {
+    const CLI::Option* o = app.get_option(f.name);
+    if (o->count() == 0) continue;
+    const auto text = o->as<std::string>();
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(text, &v) || v < 1 || v > (uint64_t{1} << 40)) {
+      std::fprintf(stderr,
+                   "gangway scheduler: error: invalid %s '%s': expected a positive integer\n",
+                   f.name, text.c_str());
+      return 2;
+    }
+    f.field(options.rendezvous.limits) = static_cast<std::size_t>(v);
+  }
+  if (const Limits& l = options.rendezvous.limits;
+      l.store.max_value_bytes + l.store.max_key_bytes > l.max_request_bytes) {
+    std::fprintf(stderr,
+                 "gangway scheduler: error: --max-store-value-bytes %zu needs --max-request-bytes "
+                 "of at least %zu (the value and its key)\n",
+                 l.store.max_value_bytes, l.store.max_value_bytes + l.store.max_key_bytes);
     return 2;
   }
   if (app.get_option("--tls-cert")->count() > 0) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <string>
 #include <utility>
 
 #include <absl/base/thread_annotations.h>
@@ -101,10 +102,16 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
     if (finished_) return;
     const std::size_t bytes = e.ByteSizeLong();
     if (queue_.size() + 1 > max_events_ || queued_bytes_ + bytes > max_bytes_) {
-      lost_ = true;  // the state machine treats the agent as gone; it joins again
-      finishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                absl::StrCat("the stream fell behind: ", queue_.size(), " events (",
-                                             queued_bytes_, " bytes) unread; reconnect")));
+      // The peer stopped reading. Its events are dropped now (the state machine keeps the
+      // latest, replayed when the agent watches again); the status follows the write in flight,
+      // if the peer ever reads it. Until then the agent counts as present, and is removed when
+      // its heartbeats stop or this stream ends.
+      const std::string why = absl::StrCat("the stream fell behind: ", queue_.size(), " events (",
+                                           queued_bytes_, " bytes) unread; watch again");
+      queue_.clear();
+      queued_bytes_ = 0;
+      lost_ = true;
+      finishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, why));
       return;
     }
     queue_.push_back(e);

@@ -162,6 +162,12 @@ void Rendezvous::formRoundLocked(Job& job, std::vector<std::string> members) {
     offset += a.info.local_world_size();
   }
   job.store->setOwn(layoutKey(job.round), layout.SerializeAsString());
+  // The round before this one may still be read by workers that are stopping; older ones are
+  // dropped, so that a job restarted over and over does not grow its store.
+  if (job.round > 2) {
+    job.store->remove(layoutKey(job.round - 2));
+    job.store->remove(masterPortKey(job.round - 2));
+  }
   log.debug("job {}: round {} formed with {} nodes, {} workers (restart {})", job.id, job.round,
             job.members.size(), offset, job.restart_count);
 

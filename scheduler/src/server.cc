@@ -259,8 +259,8 @@ class StoreService final : public v1::Store::CallbackService {
     absl::Status s = kv.status();
     if (s.ok()) {
       auto v = (*kv)->compareSet(req->key(), req->expected(), req->desired());
-      if (v.ok()) resp->set_value(*std::move(v));
       s = v.status();
+      if (v.ok()) resp->set_value(*std::move(v));
     }
     return done(ctx, s);
   }
@@ -357,6 +357,10 @@ class ServerImpl final : public ControlPlaneServer {
     // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
     // then share the port and split the connections. One control plane per address.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONCURRENT_STREAMS,
+        static_cast<int>(std::min<std::size_t>(options.rendezvous.limits.max_calls_per_connection,
+                                               std::numeric_limits<int>::max())));
     builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::size_t>(
         options.rendezvous.limits.max_request_bytes, std::numeric_limits<int>::max())));
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

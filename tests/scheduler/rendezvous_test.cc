@@ -535,5 +535,28 @@ TEST_F(RendezvousLimitsTest, FailureMessagesAreEscapedAndCut) {
   EXPECT_LT(reason.size(), 2048u);
 }
 
+TEST_F(RendezvousLimitsTest, OnlyTheLastTwoRoundsLayoutsAreKept) {
+  Rendezvous rdzv({});
+  auto req = request("job", "a");
+  req.set_max_nodes(1);
+  req.set_max_restarts(10);
+  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  for (int round = 1; round <= 5; ++round) {
+    ASSERT_EQ(rdzv.view("job")->round, round);
+    v1::WorkerReport report;
+    report.set_job_id("job");
+    report.set_agent_id("a");
+    report.set_round(round);
+    report.set_failure("restart");
+    ASSERT_TRUE(rdzv.report(report, kT0).ok());
+    rdzv.tick(kT0);
+  }
+  auto store = *rdzv.store("job");
+  EXPECT_FALSE(store->get(layoutKey(4)).has_value());
+  EXPECT_TRUE(store->get(layoutKey(5)).has_value());
+  EXPECT_TRUE(store->get(layoutKey(6)).has_value());
+  EXPECT_EQ(store->numKeys(), 2);
+}
+
 }  // namespace
 }  // namespace gangway::scheduler

@@ -25,6 +25,9 @@ struct Limits {
   // Rendezvous and cluster requests other than store values (a Join with its topology, a
   // report, a registration, a submit).
   std::size_t max_control_request_bytes = std::size_t{64} << 10;
+  // Calls one connection may have open at once (HTTP/2 concurrent streams); a client queues the
+  // others. Bounds the memory a flood of calls on one connection costs before any is refused.
+  std::size_t max_calls_per_connection = 2048;
   StoreLimits store;
   std::size_t max_jobs = 4096;  // rendezvous jobs held, ended ones still retained included
   std::size_t max_agents_per_job = 8192;  // members, standbys and agents waiting
@@ -35,7 +38,7 @@ struct Limits {
   // Events queued for one Watch stream that its peer has not read: past either, the stream is
   // closed (RESOURCE_EXHAUSTED) and its agent reconnects.
   std::size_t max_stream_events = 256;
-  std::size_t max_stream_bytes = std::size_t{4} << 20;
+  std::size_t max_stream_bytes = std::size_t{1} << 20;
 };
 
 }  // namespace gangway::scheduler
