@@ -330,7 +330,10 @@ TEST_F(AgentSessionServerTest, WithRejoinAHeartbeatNotFoundJoinsAgain) {
   session.start();
   ASSERT_TRUE(calls_.waitFor([&] { return calls_.watches_ == 1; }));
   calls_.answerHeartbeat(absl::NotFoundError("no agent 'a'"));
-  ASSERT_TRUE(calls_.waitFor([&] { return calls_.joins_ == 2 && calls_.watches_ == 2; }));
+  // The server removes the agent when the cancelled stream ends, which may come after the
+  // session's next Join: then that Join was a no-op, its Watch finds no agent, and the session
+  // joins once more. Either way it goes on without being lost.
+  ASSERT_TRUE(calls_.waitFor([&] { return calls_.joins_ >= 2 && calls_.watches_ >= 2; }));
   absl::MutexLock lock(&calls_.mu_);
   EXPECT_TRUE(calls_.lost_.empty());
 }
