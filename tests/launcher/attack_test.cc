@@ -194,31 +194,26 @@ TEST(AttackTest, OversizedIdsAddressesAndMessagesAreRefusedAndKeptNowhere) {
 TEST(AttackTest, StoreValuesKeysAndBytesHaveQuotas) {
   Target t({"--max-store-bytes-per-job", std::to_string(16 * kMiB)});
   ASSERT_TRUE(t.join(joinRequest("job", "agent")).ok());
-  // 200 values of 4 MB: refused by the request size limit.
-  int refused = 0;
-  for (int i = 0; i < 200; ++i) {
+  auto set = [&](const std::string& key, std::size_t bytes) {
     grpc::ClientContext ctx;
     v1::SetRequest req;
     req.set_job_id("job");
-    req.set_key(absl::StrCat("big", i));
-    req.set_value(std::string(4'000'000, 'v'));
+    req.set_key(key);
+    req.set_value(std::string(bytes, 'v'));
     v1::SetResponse resp;
-    if (t.store().Set(&ctx, req, &resp).error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-      ++refused;
-    }
+    return t.store().Set(&ctx, req, &resp).error_code();
+  };
+  // 200 values of 4 MB: refused by the request size limit.
+  int refused = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (set(absl::StrCat("big", i), 4'000'000) == grpc::StatusCode::RESOURCE_EXHAUSTED) ++refused;
   }
   EXPECT_EQ(refused, 200);
   // Values of 1,000,000 bytes are allowed until the job's store holds its 16 MiB.
   int stored = 0;
   grpc::StatusCode last = grpc::StatusCode::OK;
   for (int i = 0; i < 40; ++i) {
-    grpc::ClientContext ctx;
-    v1::SetRequest req;
-    req.set_job_id("job");
-    req.set_key(absl::StrCat("v", i));
-    req.set_value(std::string(1'000'000, 'v'));
-    v1::SetResponse resp;
-    last = t.store().Set(&ctx, req, &resp).error_code();
+    last = set(absl::StrCat("v", i), 1'000'000);
     if (last == grpc::StatusCode::OK) ++stored;
   }
   EXPECT_EQ(stored, 16);
