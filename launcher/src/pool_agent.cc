@@ -38,6 +38,7 @@
 
 #include "network.h"
 #include "process.h"
+#include "work_dir.h"
 
 extern char** environ;
 
@@ -74,22 +75,11 @@ struct Run {
 constexpr absl::Duration kRegisterTimeout = absl::Seconds(5);
 constexpr absl::Duration kReportTimeout = absl::Seconds(5);
 
-// Writes the job's token where only this user can read it, never through a link.
-absl::Status writeTokenFile(const std::string& path, const std::string& token) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return GW_ERRNO(absl::StrCat("open ", path));
-  if (::fchmod(fd.get(), 0600) != 0) return GW_ERRNO(absl::StrCat("chmod ", path));
-  const std::string content = absl::StrCat(token, "\n");
-  if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
-    return GW_ERRNO(absl::StrCat("write ", path));
-  }
-  return absl::OkStatus();
-}
-
 class PoolAgent final : private scheduler::AgentSession::Calls {
  public:
-  PoolAgent(AgentOptions options, std::string program)
+  PoolAgent(AgentOptions options, WorkRoot work, std::string program)
       : options_(std::move(options)),
+        work_(std::move(work)),
         program_(std::move(program)),
         session_({.endpoints = options_.schedulers,
                   .tls_ca_file = options_.tls_ca,
@@ -268,11 +258,14 @@ class PoolAgent final : private scheduler::AgentSession::Calls {
   }
 
   void start(const v1::Launch& l) {
-    const std::string job_dir = absl::StrCat(options_.work_dir, "/", l.job_id());
-    std::error_code ec;
-    std::filesystem::create_directories(job_dir, ec);
-    const std::string token_file = absl::StrCat(job_dir, "/token");
-    absl::Status prepared = writeTokenFile(token_file, l.token());
+    // The job's token goes to WORK/JOB/token, 0600 from the start; the job id is a name.
+    std::string token_file;
+    absl::Status prepared;
+    if (!l.token().empty()) {
+      auto written = work_.writeJobFile(l.job_id(), "token", absl::StrCat(l.token(), "\n"));
+      prepared = written.status();
+      if (written.ok()) token_file = *std::move(written);
+    }
     SpawnRequest req;
     if (prepared.ok()) {
       auto argv = runArgs(l, token_file);
@@ -393,6 +386,7 @@ class PoolAgent final : private scheduler::AgentSession::Calls {
   }
 
   const AgentOptions options_;
+  WorkRoot work_;
   const std::string program_;  // this gangway binary, which the runs execute
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -441,7 +435,10 @@ void addAgentFlags(CLI::App& app) {
       ->description("PEM roots: talk TLS to the scheduler.")
       ->type_name("PATH");
   app.add_option("--work-dir")
-      ->description("Where the agent keeps per-job files. [default: $TMPDIR/gangway-agent-NODE]")
+      ->description(
+          "Where the agent keeps per-job files (job tokens): a directory it owns, mode 0700, made "
+          "if missing. [default: /run/gangway/agent-NODE as root, "
+          "$XDG_RUNTIME_DIR/gangway/agent-NODE otherwise, else a new private one in $TMPDIR]")
       ->type_name("DIR");
   app.add_option("--reconnect-timeout")
       ->description(
@@ -526,15 +523,9 @@ int runAgent(const CLI::App& app) {
     }
   }
   o.work_dir = opt("--work-dir");
-  if (o.work_dir.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    o.work_dir =
-        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/gangway-agent-", o.node_id);
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(o.work_dir, ec);
-  if (ec) return usage(absl::StrCat("--work-dir '", o.work_dir, "': ", ec.message()));
-  ::chmod(o.work_dir.c_str(), 0700);
+  if (o.work_dir.empty()) o.work_dir = defaultWorkRoot(o.node_id);
+  auto work = o.work_dir.empty() ? WorkRoot::makeTemporary(o.node_id) : WorkRoot::open(o.work_dir);
+  if (!work.ok()) return usage(std::string(work.status().message()));
 
   ensureStdFdsOpen();
   sigset_t mask;
@@ -547,7 +538,7 @@ int runAgent(const CLI::App& app) {
   std::error_code self_ec;
   std::string program = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
   if (self_ec) return usage("cannot find this program (/proc/self/exe)");
-  PoolAgent agent(std::move(o), std::move(program));
+  PoolAgent agent(std::move(o), *std::move(work), std::move(program));
   return agent.run(mask);
 }
 

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1022,6 +1023,25 @@ TEST(ClusterE2eTest, AnAgentTheSchedulerRefusesSaysWhoRefusedIt) {
                            "': cannot be read"),
             npos)
       << no_ca.err;
+}
+
+TEST(ClusterE2eTest, AnAgentRefusesAWorkDirOthersCanUseAndNamesThatArePaths) {
+  TempDir dir;
+  const std::string open_dir = dir.file("open");
+  ASSERT_EQ(::mkdir(open_dir.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(open_dir.c_str(), 0755), 0);
+  const AgentResult open = runAgent({"agent", "--scheduler", "127.0.0.1:1", "--node-id", "n1",
+                                     "--address", "127.0.0.1", "--work-dir", open_dir});
+  EXPECT_EQ(open.exit_code, 2) << open.err;
+  EXPECT_EQ(open.err, "gangway agent: error: --work-dir '" + open_dir +
+                          "' has mode 0755: others could read or replace the job files in it; "
+                          "chmod 700 " +
+                          open_dir + "\n");
+  const AgentResult dots = runAgent({"agent", "--scheduler", "127.0.0.1:1", "--node-id", "..",
+                                     "--address", "127.0.0.1", "--work-dir", dir.file("w")});
+  EXPECT_EQ(dots.exit_code, 2) << dots.err;
+  EXPECT_NE(dots.err.find("--node-id '..': expected 1 to 128 letters"), npos) << dots.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("w")));
 }
 
 }  // namespace
