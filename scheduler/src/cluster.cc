@@ -186,6 +186,13 @@ absl::StatusOr<v1::SubmitResponse> ClusterManager::submit(const v1::JobSpec& spe
         absl::StrCat("the job needs ", int64_t{spec.gpus_per_node()} * spec.min_nodes(),
                      " GPUs at its minimum, more than queue '", spec.queue(), "''s quota of ", q));
   }
+  // Cluster jobs and the rendezvous jobs agents start by themselves share one namespace: a
+  // submit must never end a running job it does not own.
+  if (auto other = rdzv_.view(spec.name()); other.ok() && !other->managed && !other->ended) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "a rendezvous job named '", spec.name(),
+        "' is running (started by its agents, not by the scheduler); choose another --name"));
+  }
   absl::MutexLock lock(&mu_);
   if (Job* old = findLocked(spec.name()); old != nullptr && live(old->record.status().state())) {
     return absl::AlreadyExistsError(absl::StrCat("a job named '", spec.name(), "' is already ",

@@ -479,6 +479,7 @@ absl::StatusOr<Rendezvous::JobView> Rendezvous::view(const std::string& job_id) 
   v.ended = job.ended;
   v.succeeded = job.ended && job.end.succeeded();
   v.end_reason = job.end.reason();
+  v.managed = job.managed;
   return v;
 }
 

@@ -321,6 +321,26 @@ TEST_F(ClusterTest, InvalidSpecsAreRefusedAndCreateNothing) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(ClusterTest, ASubmitNeverEndsARunningRendezvousJobOfTheSameName) {
+  v1::JoinRequest join;
+  join.set_job_id("train");
+  join.set_agent_id("agent-1");
+  join.set_address("10.0.0.9");
+  join.set_local_world_size(1);
+  join.set_min_nodes(2);
+  join.set_max_nodes(2);
+  ASSERT_TRUE(rdzv_->join(join, "secret", now_).ok());
+  const auto r = manager_->submit(spec("train", 1, 1), now_);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists) << r.status();
+  EXPECT_NE(r.status().message().find("started by its agents"), absl::string_view::npos);
+  auto view = rdzv_->view("train");
+  ASSERT_TRUE(view.ok());
+  EXPECT_FALSE(view->ended);
+  EXPECT_EQ(view->agents, 1);
+  EXPECT_TRUE(manager_->listJobs(true).jobs().empty());
+  EXPECT_EQ(store_->revision(), 0);
+}
+
 TEST_F(ClusterTest, QueuesAndQuotas) {
   ClusterOptions o;
   o.queues["gold"] = 16;

@@ -121,6 +121,7 @@ class Rendezvous {
     bool ended = false;
     bool succeeded = false;
     std::string end_reason;
+    bool managed = false;  // run by the cluster scheduler (manage())
   };
   absl::StatusOr<JobView> view(const std::string& job_id) const;
 
