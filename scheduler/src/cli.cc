@@ -304,7 +304,10 @@ int runScheduler(const CLI::App& app) {
       std::fprintf(stderr, "gangway scheduler: error: %s\n", std::string(s.message()).c_str());
       return 1;
     }
-    auto opened = openEtcdStateStore({.endpoints = etcd, .prefix = prefix});
+    auto opened = openEtcdStateStore({.endpoints = etcd,
+                                      .prefix = prefix,
+                                      .fence_key = election->key(),
+                                      .fence_lease = election->lease()});
     if (!opened.ok()) {
       std::fprintf(stderr, "gangway scheduler: error: %s\n",
                    std::string(opened.status().message()).c_str());

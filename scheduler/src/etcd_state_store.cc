@@ -35,6 +35,16 @@ std::string prefixEnd(const std::string& prefix) {
 
 class EtcdStateStore final : public StateStore {
  public:
+  bool fenced() const { return options_.fence_lease != 0; }
+
+  absl::StatusOr<int64_t> fencedWrite(StateTxn::Op::Kind kind, absl::string_view key,
+                                      absl::string_view value) {
+    StateTxn txn;
+    txn.ops.push_back({kind, std::string(key), std::string(value)});
+    GW_ASSIGN_OR_RETURN(const StateTxnResult r, commit(txn));
+    return r.revision;
+  }
+
   explicit EtcdStateStore(EtcdStateStoreOptions options) : options_(std::move(options)) {}
 
   absl::Status open() {
@@ -52,6 +62,7 @@ class EtcdStateStore final : public StateStore {
   }
 
   absl::StatusOr<int64_t> put(absl::string_view key, absl::string_view value) override {
+    if (fenced()) return fencedWrite(StateTxn::Op::Kind::kPut, key, value);
     GW_RETURN_IF_ERROR(checkKey(key));
     etcdserverpb::PutRequest req;
     req.set_key(full(key));
@@ -64,6 +75,7 @@ class EtcdStateStore final : public StateStore {
   }
 
   absl::StatusOr<int64_t> remove(absl::string_view key) override {
+    if (fenced()) return fencedWrite(StateTxn::Op::Kind::kDelete, key, "");
     GW_RETURN_IF_ERROR(checkKey(key));
     etcdserverpb::DeleteRangeRequest req;
     req.set_key(full(key));
@@ -105,10 +117,32 @@ class EtcdStateStore final : public StateStore {
         c->set_mod_revision(cmp.mod_revision);
       }
     }
+    if (fenced()) {
+      // The leader's writes hold only while the election key is bound to its lease: a replica
+      // paused past its lease, whose key expired and was taken, writes nothing.
+      etcdserverpb::Compare* c = req.add_compare();
+      c->set_key(options_.fence_key);
+      c->set_target(etcdserverpb::Compare::LEASE);
+      c->set_result(etcdserverpb::Compare::EQUAL);
+      c->set_lease(options_.fence_lease);
+      req.add_failure()->mutable_request_range()->set_key(options_.fence_key);
+    }
     etcdserverpb::TxnResponse resp;
     GW_RETURN_IF_ERROR(
         call("Txn", [&](grpc::ClientContext* c) { return stub_->Txn(c, req, &resp); }));
     seen(resp.header().revision());
+    if (fenced() && !resp.succeeded()) {
+      bool held = false;
+      if (resp.responses_size() > 0) {
+        const auto& kvs = resp.responses(0).response_range().kvs();
+        held = !kvs.empty() && kvs[0].lease() == options_.fence_lease;
+      }
+      if (!held) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "state store: this scheduler no longer leads (the election key ", options_.fence_key,
+            " is not held by its lease); the write was not applied"));
+      }
+    }
     return StateTxnResult{resp.succeeded(), resp.header().revision()};
   }
 

@@ -93,6 +93,9 @@ class EtcdLeaderElection final : public LeaderElection {
                      holder.empty() ? std::string("no leader") : "leader is " + holder));
   }
 
+  const std::string& key() const override { return options_.key; }
+  int64_t lease() const override { return lease_id_; }
+
   bool isLeader() const override {
     absl::MutexLock lock(&mu_);
     return leading_ && !stopped_ && absl::Now() < renewed_ + absl::Seconds(options_.ttl_seconds);

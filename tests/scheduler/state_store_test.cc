@@ -493,6 +493,96 @@ TEST(LeaderElection, OneLeaderAtATimeAndAStandbyTakesOverAfterKillNine) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Runs in a child process: leads (a 2 s lease) and then, each time its stdin gets a byte, writes
+// through a store fenced with its lease and answers on the pipe: 'O' (applied), 'F' (refused as
+// no longer the leader) or 'E' (another error).
+TEST(DISABLED_ElectionReplica, WriteWhenTold) {
+  const char* endpoint = std::getenv("GW_TEST_ETCD");
+  const char* key = std::getenv("GW_TEST_ELECTION_KEY");
+  const char* fd = std::getenv("GW_TEST_READY_FD");
+  ASSERT_TRUE(endpoint != nullptr && key != nullptr && fd != nullptr);
+  auto e = createLeaderElection({endpoint, key, "replica-a", 2, 5.0});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE((*e)->campaign(absl::Now() + absl::Seconds(60)).ok());
+  auto store = openEtcdStateStore({.endpoints = endpoint,
+                                   .prefix = std::string(key) + "-state/",
+                                   .fence_key = (*e)->key(),
+                                   .fence_lease = (*e)->lease()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_EQ(::write(std::atoi(fd), "L", 1), 1);
+  char c = 0;
+  while (::read(0, &c, 1) == 1) {
+    const auto r = (*store)->put("k", "from-a");
+    const char answer = r.ok()                                                       ? 'O'
+                        : r.status().code() == absl::StatusCode::kFailedPrecondition ? 'F'
+                                                                                     : 'E';
+    ASSERT_EQ(::write(std::atoi(fd), &answer, 1), 1);
+  }
+}
+
+TEST(LeaderElection, ALeaderPausedPastItsLeaseCannotWriteWhenItResumes) {
+  EtcdServer& etcd = EtcdServer::get();
+  if (!etcd.available()) GTEST_SKIP() << "etcd-server is not installed (/usr/bin/etcd)";
+  const std::string key = "/gangway-test/fenced-" + std::to_string(::getpid());
+  int ready[2];
+  int tell[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(tell), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(tell[0], 0);
+    ::close(ready[0]);
+    ::close(tell[1]);
+    ::setenv("GW_TEST_ETCD", etcd.endpoint().c_str(), 1);
+    ::setenv("GW_TEST_ELECTION_KEY", key.c_str(), 1);
+    ::setenv("GW_TEST_READY_FD", std::to_string(ready[1]).c_str(), 1);
+    ::execl("/proc/self/exe", "state_store_test",
+            "--gtest_filter=DISABLED_ElectionReplica.WriteWhenTold",
+            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(ready[1]);
+  ::close(tell[0]);
+  auto ask = [&] {
+    char c = 0;
+    if (::write(tell[1], "w", 1) != 1 || ::read(ready[0], &c, 1) != 1) return '?';
+    return c;
+  };
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the first replica never became leader";
+  ASSERT_EQ(c, 'L');
+  EXPECT_EQ(ask(), 'O') << "the leader writes";
+
+  // Paused (SIGSTOP) past its lease: the key expires and the standby takes over and writes.
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  auto b = createLeaderElection({etcd.endpoint(), key, "replica-b", 2, 5.0});
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->campaign(absl::Now() + absl::Seconds(60)).ok());
+  auto store = openEtcdStateStore({.endpoints = etcd.endpoint(),
+                                   .prefix = key + "-state/",
+                                   .fence_key = (*b)->key(),
+                                   .fence_lease = (*b)->lease()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->put("k", "from-b").ok());
+
+  // Resumed, the old leader's write is refused and changes nothing.
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  EXPECT_EQ(ask(), 'F') << "a paused ex-leader wrote after another replica took over";
+  auto k = (*store)->get("k");
+  ASSERT_TRUE(k.ok() && k->has_value());
+  EXPECT_EQ((*k)->value, "from-b");
+  // The fenced store's other calls are refused the same way once the lease is gone.
+  ASSERT_TRUE((*b)->resign().ok());
+  EXPECT_EQ((*store)->remove("k").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*store)->commit({{}, {{StateTxn::Op::Kind::kPut, "k2", "v"}}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  ::close(tell[1]);
+  ::kill(pid, SIGKILL);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  ::close(ready[0]);
+}
+
 TEST(LeaderElection, BadOptionsAndUnreachableEtcd) {
   EXPECT_EQ(createLeaderElection({"", "/k", "a", 2, 1.0}).status().code(),
             absl::StatusCode::kInvalidArgument);

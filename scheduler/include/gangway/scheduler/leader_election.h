@@ -37,6 +37,10 @@ class LeaderElection {
   virtual absl::StatusOr<std::string> leader() = 0;
   // Gives up leadership at once (revokes the lease, deleting the key). The destructor does too.
   virtual absl::Status resign() = 0;
+  // The election key and this replica's lease, for the leader's state store to fence its writes
+  // with (EtcdStateStoreOptions::fence_key, fence_lease).
+  virtual const std::string& key() const = 0;
+  virtual int64_t lease() const = 0;
 };
 
 // Grants the lease and starts keeping it alive. Unavailable when etcd does not answer.

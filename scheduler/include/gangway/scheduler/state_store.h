@@ -87,6 +87,12 @@ struct EtcdStateStoreOptions {
   std::string prefix = "/gangway/";
   // Each call waits this long for etcd (connecting included), then fails with Unavailable.
   double timeout_seconds = 5.0;
+  // Fencing: when `fence_lease` is not 0, every write is a transaction that holds only while
+  // `fence_key` (the leader election's key, a full etcd key) is bound to that lease; otherwise it
+  // writes nothing and fails with FailedPrecondition. A leader paused past its lease, whose key
+  // another replica now holds, cannot write once it resumes.
+  std::string fence_key;
+  int64_t fence_lease = 0;
 };
 
 // Connects to etcd v3 over gRPC (KV.Range, Put, DeleteRange, Txn) and reads its revision.
