@@ -444,6 +444,29 @@ TEST(DISABLED_ElectionReplica, LeadUntilKilled) {
   (void)::read(0, &c, 1);  // the parent never writes: held until kill -9
 }
 
+// A replica in a child process: this binary re-executed to run DISABLED_ElectionReplica.NAME
+// against `key`. It reads its stdin from `to_child` and answers on `from_child` (the pipes' other
+// ends stay with the parent).
+pid_t startReplica(const std::string& name, const std::string& endpoint, const std::string& key,
+                   const int from_child[2], const int to_child[2]) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(to_child[0], 0);
+    ::close(from_child[0]);
+    ::close(to_child[1]);
+    ::setenv("GW_TEST_ETCD", endpoint.c_str(), 1);
+    ::setenv("GW_TEST_ELECTION_KEY", key.c_str(), 1);
+    ::setenv("GW_TEST_READY_FD", std::to_string(from_child[1]).c_str(), 1);
+    const std::string filter = "--gtest_filter=DISABLED_ElectionReplica." + name;
+    ::execl("/proc/self/exe", "state_store_test", filter.c_str(), "--gtest_also_run_disabled_tests",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(from_child[1]);
+  ::close(to_child[0]);
+  return pid;
+}
+
 TEST(LeaderElection, OneLeaderAtATimeAndAStandbyTakesOverAfterKillNine) {
   EtcdServer& etcd = EtcdServer::get();
   if (!etcd.available()) GTEST_SKIP() << "etcd-server is not installed (/usr/bin/etcd)";
@@ -452,20 +475,7 @@ TEST(LeaderElection, OneLeaderAtATimeAndAStandbyTakesOverAfterKillNine) {
   int hold[2];
   ASSERT_EQ(::pipe(ready), 0);
   ASSERT_EQ(::pipe(hold), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(hold[0], 0);
-    ::close(ready[0]);
-    ::setenv("GW_TEST_ETCD", etcd.endpoint().c_str(), 1);
-    ::setenv("GW_TEST_ELECTION_KEY", key.c_str(), 1);
-    ::setenv("GW_TEST_READY_FD", std::to_string(ready[1]).c_str(), 1);
-    ::execl("/proc/self/exe", "state_store_test",
-            "--gtest_filter=DISABLED_ElectionReplica.LeadUntilKilled",
-            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(ready[1]);
-  ::close(hold[0]);
+  const pid_t pid = startReplica("LeadUntilKilled", etcd.endpoint(), key, ready, hold);
   char c = 0;
   ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the first replica never became leader";
 
@@ -528,21 +538,7 @@ TEST(LeaderElection, ALeaderPausedPastItsLeaseCannotWriteWhenItResumes) {
   int tell[2];
   ASSERT_EQ(::pipe(ready), 0);
   ASSERT_EQ(::pipe(tell), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(tell[0], 0);
-    ::close(ready[0]);
-    ::close(tell[1]);
-    ::setenv("GW_TEST_ETCD", etcd.endpoint().c_str(), 1);
-    ::setenv("GW_TEST_ELECTION_KEY", key.c_str(), 1);
-    ::setenv("GW_TEST_READY_FD", std::to_string(ready[1]).c_str(), 1);
-    ::execl("/proc/self/exe", "state_store_test",
-            "--gtest_filter=DISABLED_ElectionReplica.WriteWhenTold",
-            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(ready[1]);
-  ::close(tell[0]);
+  const pid_t pid = startReplica("WriteWhenTold", etcd.endpoint(), key, ready, tell);
   auto ask = [&] {
     char c = 0;
     if (::write(tell[1], "w", 1) != 1 || ::read(ready[0], &c, 1) != 1) return '?';
