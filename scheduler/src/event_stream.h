@@ -5,7 +5,6 @@
 // memory; its agent reconnects and is sent its latest event again.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -114,15 +113,15 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
       finishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, why));
       return;
     }
-    queue_.push_back(e);
+    queue_.push_back({e, bytes});
     queued_bytes_ += bytes;
     if (!writing_) writeNextLocked();
   }
   void writeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (queue_.empty() || finished_) return;
-    current_ = std::move(queue_.front());
+    current_ = std::move(queue_.front().event);
+    queued_bytes_ -= queue_.front().bytes;
     queue_.pop_front();
-    queued_bytes_ -= std::min(queued_bytes_, current_.ByteSizeLong());
     writing_ = true;
     this->StartWrite(&current_);
   }
@@ -143,7 +142,11 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Event> {
   std::atomic<int> refs_{2};  // start() and OnDone()
   absl::Mutex mu_;
   uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Event> queue_ ABSL_GUARDED_BY(mu_);
+  struct Queued {
+    Event event;
+    std::size_t bytes;  // its serialized size, counted once
+  };
+  std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
   std::size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Event current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
