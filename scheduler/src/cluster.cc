@@ -137,10 +137,7 @@ absl::StatusOr<v1::SubmitResponse> ClusterManager::submit(const v1::JobSpec& spe
   if (spec.queue().empty()) spec.set_queue("default");
   const Limits& limits = rdzv_.settings().limits;
   GW_RETURN_IF_ERROR(checkSize(spec, limits.max_control_request_bytes, "job spec"));
-  if (!validId(spec.name())) {
-    return absl::InvalidArgumentError(absl::StrCat("--name '", shown(spec.name()), "': expected ",
-                                                   cluster_internal::nameRuleForIds()));
-  }
+  GW_RETURN_IF_ERROR(checkName(spec.name(), "--name", cluster_internal::kMaxIdLength));
   if (spec.max_nodes() > limits.max_nodes_per_job) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--nnodes MAX ", spec.max_nodes(), ": expected at most ", limits.max_nodes_per_job));

@@ -27,7 +27,6 @@ inline constexpr char kNodesPrefix[] = "nodes/";
 // most 128 characters.
 inline constexpr std::size_t kMaxIdLength = 128;
 inline bool validId(const std::string& s) { return isName(s, kMaxIdLength); }
-inline std::string nameRuleForIds() { return nameRule(kMaxIdLength); }
 
 inline int64_t toMs(absl::Time t) { return absl::ToUnixMillis(t); }
 

@@ -24,23 +24,16 @@ using cluster_internal::kNodesPrefix;
 using cluster_internal::live;
 using cluster_internal::log;
 using cluster_internal::stateName;
-using cluster_internal::validId;
 
 absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
     const v1::RegisterNodeRequest& req, absl::Time now) {
   const Limits& limits = rdzv_.settings().limits;
   GW_RETURN_IF_ERROR(checkSize(req, limits.max_control_request_bytes, "registration"));
-  if (!validId(req.node_id())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node id '", shown(req.node_id()), "': expected ", nameRule(kMaxIdLength)));
-  }
+  GW_RETURN_IF_ERROR(checkName(req.node_id(), "node id", kMaxIdLength));
   GW_RETURN_IF_ERROR(checkAddress(req.address(), "register: address"));
   GW_RETURN_IF_ERROR(checkTopology(req.topology(), limits));
   for (const std::string& job : req.running_jobs()) {
-    if (!validId(job)) {
-      return absl::InvalidArgumentError(absl::StrCat("register: running job '", shown(job),
-                                                     "': expected ", nameRule(kMaxIdLength)));
-    }
+    GW_RETURN_IF_ERROR(checkName(job, "register: running job", kMaxIdLength));
   }
   absl::MutexLock lock(&mu_);
   if (!nodes_.contains(req.node_id()) && nodes_.size() >= limits.max_cluster_nodes) {

@@ -4,16 +4,15 @@
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/host_port.h"
-#include "gangway/common/text.h"
 
 namespace gangway::scheduler {
 
 std::string shown(absl::string_view value) { return escapeLine(value, 64); }
 
-absl::Status checkName(absl::string_view value, absl::string_view what) {
-  if (isName(value)) return absl::OkStatus();
+absl::Status checkName(absl::string_view value, absl::string_view what, std::size_t max_length) {
+  if (isName(value, max_length)) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat(what, " '", shown(value), "': expected ", nameRule()));
+      absl::StrCat(what, " '", shown(value), "': expected ", nameRule(max_length)));
 }
 
 absl::Status checkAddress(absl::string_view value, absl::string_view what) {
@@ -35,10 +34,13 @@ bool isLabelKey(absl::string_view key) {
   return true;
 }
 
-absl::Status checkLine(absl::string_view value, std::size_t max_bytes, absl::string_view what) {
-  if (isPrintableLine(value, max_bytes)) return absl::OkStatus();
+absl::Status lineError(absl::string_view value, std::size_t max_bytes, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(what, " '", shown(value), "': expected at most ",
                                                  max_bytes, " bytes without control characters"));
+}
+
+absl::Status checkLine(absl::string_view value, std::size_t max_bytes, absl::string_view what) {
+  return isPrintableLine(value, max_bytes) ? absl::OkStatus() : lineError(value, max_bytes, what);
 }
 
 }  // namespace
@@ -60,7 +62,7 @@ absl::Status checkTopology(const v1::NodeTopology& t, const Limits& limits) {
       return absl::InvalidArgumentError(absl::StrCat(
           "label '", shown(key), "': expected 1 to 63 letters, digits, '.', '_', '-' or '/'"));
     }
-    if (absl::Status s = checkLine(value, 253, absl::StrCat("label ", key)); !s.ok()) return s;
+    if (!isPrintableLine(value, 253)) return lineError(value, 253, absl::StrCat("label ", key));
   }
   return absl::OkStatus();
 }

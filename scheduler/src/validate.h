@@ -10,6 +10,7 @@
 #include <absl/strings/string_view.h>
 #include <google/protobuf/message.h>
 
+#include "gangway/common/text.h"
 #include "gangway/scheduler/limits.h"
 #include "gangway/v1/rendezvous.pb.h"
 
@@ -18,8 +19,9 @@ namespace gangway::scheduler {
 // A value as it may appear in an error message: escaped, and cut to 64 bytes.
 std::string shown(absl::string_view value);
 
-// A job, agent, node or queue name (common/text.h isName).
-absl::Status checkName(absl::string_view value, absl::string_view what);
+// A job, agent, node or queue name (common/text.h isName) of at most `max_length` characters.
+absl::Status checkName(absl::string_view value, absl::string_view what,
+                       std::size_t max_length = kMaxNameLength);
 // An IP address literal or a host name (common/host_port.h isHostOrAddress).
 absl::Status checkAddress(absl::string_view value, absl::string_view what);
 // A node's self-description: its host name, labels, switch path and NVLink domain.
