@@ -147,8 +147,20 @@ std::size_t KvStore::bytes() const {
 
 KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::Time deadline,
                                    WaitCallback done) {
+  // The call's own shape first: it needs no lock, and a refused call builds nothing.
+  if (keys.size() > limits_.max_keys_per_call) {
+    done(absl::InvalidArgumentError(absl::StrCat(
+        "a wait for ", keys.size(), " keys: expected at most ", limits_.max_keys_per_call)));
+    return 0;
+  }
+  if (std::any_of(keys.begin(), keys.end(),
+                  [&](const std::string& k) { return k.size() > limits_.max_key_bytes; })) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat("a store key: expected at most ", limits_.max_key_bytes, " bytes")));
+    return 0;
+  }
   WaitId id = 0;
-  absl::Status refused;
+  absl::Status result;
   {
     absl::MutexLock lock(&mu_);
     id = next_id_++;
@@ -156,16 +168,8 @@ KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::T
     for (const auto& k : keys) {
       if (!data_.contains(k)) w.missing.insert(k);
     }
-    if (keys.size() > limits_.max_keys_per_call) {
-      refused = absl::InvalidArgumentError(absl::StrCat(
-          "a wait for ", keys.size(), " keys: expected at most ", limits_.max_keys_per_call));
-    } else if (std::any_of(keys.begin(), keys.end(), [&](const std::string& k) {
-                 return k.size() > limits_.max_key_bytes;
-               })) {
-      refused = absl::InvalidArgumentError(
-          absl::StrCat("a store key: expected at most ", limits_.max_key_bytes, " bytes"));
-    } else if (!w.missing.empty() && waiters_.size() >= limits_.max_waits) {
-      refused = absl::ResourceExhaustedError(absl::StrCat(
+    if (!w.missing.empty() && waiters_.size() >= limits_.max_waits) {
+      result = absl::ResourceExhaustedError(absl::StrCat(
           "the job's store has its limit of ", limits_.max_waits, " calls waiting for keys"));
     } else if (!w.missing.empty()) {
       for (const auto& k : w.missing) waiting_on_[k].push_back(id);
@@ -175,7 +179,7 @@ KvStore::WaitId KvStore::waitAsync(const std::vector<std::string>& keys, absl::T
       return id;
     }
   }
-  done(refused);
+  done(result);
   return id;
 }
 
