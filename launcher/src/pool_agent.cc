@@ -59,7 +59,6 @@ struct AgentOptions {
   std::string nvlink_domain;
   std::string token;
   std::string tls_ca;
-  std::string work_dir;
   absl::Duration reconnect_timeout = absl::Seconds(600);
   absl::Duration grace = absl::Seconds(30);
 };
@@ -522,9 +521,9 @@ int runAgent(const CLI::App& app) {
       *target = absl::Seconds(v);
     }
   }
-  o.work_dir = opt("--work-dir");
-  if (o.work_dir.empty()) o.work_dir = defaultWorkRoot(o.node_id);
-  auto work = o.work_dir.empty() ? WorkRoot::makeTemporary(o.node_id) : WorkRoot::open(o.work_dir);
+  std::string work_dir = opt("--work-dir");
+  if (work_dir.empty()) work_dir = defaultWorkRoot(o.node_id);
+  auto work = work_dir.empty() ? WorkRoot::makeTemporary(o.node_id) : WorkRoot::open(work_dir);
   if (!work.ok()) return usage(std::string(work.status().message()));
 
   ensureStdFdsOpen();

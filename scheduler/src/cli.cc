@@ -98,11 +98,10 @@ void addSchedulerFlags(CLI::App& app) {
         ->description(absl::StrCat(f.help, " [default: ", f.default_seconds, "]"))
         ->type_name("SECONDS");
   }
-  const Limits defaults;
+  Limits defaults;  // not const: the flags' accessors return references
   for (const auto& f : kSizes) {
-    Limits l = defaults;
     app.add_option(f.name)
-        ->description(absl::StrCat(f.help, " [default: ", f.field(l), "]"))
+        ->description(absl::StrCat(f.help, " [default: ", f.field(defaults), "]"))
         ->type_name("N");
   }
   app.add_option("--tls-cert")->description("PEM certificate: serve TLS (with --tls-key).");
