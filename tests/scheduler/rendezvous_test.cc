@@ -426,6 +426,13 @@ class RendezvousLimitsTest : public ::testing::Test {
     r.set_max_nodes(2);
     return r;
   }
+  // Agent "a" of a one-node job "job": its round forms at once.
+  static v1::JoinRequest alone(int max_restarts = 0) {
+    v1::JoinRequest r = request("job", "a");
+    r.set_max_nodes(1);
+    r.set_max_restarts(max_restarts);
+    return r;
+  }
 };
 
 TEST_F(RendezvousLimitsTest, MalformedJoinsAreRefusedAndCreateNoJob) {
@@ -482,9 +489,7 @@ TEST_F(RendezvousLimitsTest, JobsAndAgentsPerJobAreBounded) {
 
 TEST_F(RendezvousLimitsTest, ASecondWatchEndsTheFirst) {
   Rendezvous rdzv({});
-  auto req = request("job", "a");
-  req.set_max_nodes(1);
-  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  ASSERT_TRUE(rdzv.join(alone(), "", kT0).ok());
   std::vector<absl::Status> closed;
   int first_events = 0;
   auto h1 = rdzv.watch(
@@ -507,9 +512,7 @@ TEST_F(RendezvousLimitsTest, ASecondWatchEndsTheFirst) {
 
 TEST_F(RendezvousLimitsTest, FailureMessagesAreEscapedAndCut) {
   Rendezvous rdzv({});
-  auto req = request("job", "a");
-  req.set_max_nodes(1);
-  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  ASSERT_TRUE(rdzv.join(alone(), "", kT0).ok());
   std::vector<v1::RoundEvent> events;
   ASSERT_TRUE(rdzv.watch(
                       "job", "a", [&](const v1::RoundEvent& e) { events.push_back(e); }, kT0)
@@ -537,10 +540,7 @@ TEST_F(RendezvousLimitsTest, FailureMessagesAreEscapedAndCut) {
 
 TEST_F(RendezvousLimitsTest, OnlyTheLastTwoRoundsLayoutsAreKept) {
   Rendezvous rdzv({});
-  auto req = request("job", "a");
-  req.set_max_nodes(1);
-  req.set_max_restarts(10);
-  ASSERT_TRUE(rdzv.join(req, "", kT0).ok());
+  ASSERT_TRUE(rdzv.join(alone(/*max_restarts=*/10), "", kT0).ok());
   for (int round = 1; round <= 5; ++round) {
     ASSERT_EQ(rdzv.view("job")->round, round);
     v1::WorkerReport report;
