@@ -11,6 +11,8 @@ packages=(
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev
   # RPC and wire format for the control plane
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # HMAC-SHA256 of the workers' store tokens; the test CA and certificates (openssl)
+  libssl-dev openssl
   # the scheduler's state: CRC-32 of the embedded store's log records; a real etcd for the tests
   zlib1g-dev etcd-server etcd-client
   # topology: NCCL's topology XML, RDMA NICs, NUMA memory policy for workers

@@ -71,4 +71,11 @@ std::string formatHostPort(absl::string_view host, int port) {
                                                    : absl::StrCat(host, ":", port);
 }
 
+bool isLoopback(absl::string_view host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  const std::string h(host);
+  return ::inet_pton(AF_INET, h.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
 }  // namespace gangway

@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<HostedControlPlane>> hostControlPlane(
   server.rendezvous.heartbeat_interval = options.heartbeat_interval;
   server.tls_cert_file = options.tls_cert_file;
   server.tls_key_file = options.tls_key_file;
+  server.rendezvous.join_token = options.join_token;
   scheduler::installGrpcLogging();
   std::optional<scheduler::QuietGrpcErrors> quiet;
   if (options.quiet_bind_errors) quiet.emplace();

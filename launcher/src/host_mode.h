@@ -22,6 +22,7 @@ struct HostModeOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   std::string tls_cert_file;  // TLS when both are set
   std::string tls_key_file;
+  std::string join_token;  // creating a job needs it (RendezvousSettings.join_token)
   // Another agent may take the port first: gRPC's error lines about the failed bind are then
   // expected, and logged at debug level.
   bool quiet_bind_errors = false;

@@ -57,7 +57,8 @@ struct AgentOptions {
   int gpus = 0;
   std::string network_path;
   std::string nvlink_domain;
-  std::string token;
+  std::string token;       // the admin token (older clusters registered nodes with it)
+  std::string join_token;  // the cluster's join token
   std::string tls_ca;
   absl::Duration reconnect_timeout = absl::Seconds(600);
   absl::Duration grace = absl::Seconds(30);
@@ -83,6 +84,7 @@ class PoolAgent final : private scheduler::AgentSession::Calls {
         session_({.endpoints = options_.schedulers,
                   .tls_ca_file = options_.tls_ca,
                   .token = options_.token,
+                  .join_token = options_.join_token,
                   .peer = "scheduler",
                   .joined = "the scheduler",
                   .log_component = "agent",
@@ -427,8 +429,13 @@ void addAgentFlags(CLI::App& app) {
   app.add_option("--nvlink-domain")
       ->description("The node's NVLink domain (multi-node NVLink systems).")
       ->type_name("ID");
+  app.add_option("--join-token-file")
+      ->description(
+          "File holding the cluster's join token (the scheduler's --join-token-file; from a "
+          "Kubernetes Secret). Mode 0600, or 0640 with an fsGroup.")
+      ->type_name("PATH");
   app.add_option("--token-file")
-      ->description("File holding the scheduler's admin token.")
+      ->description("File holding the scheduler's admin token (instead of a join token).")
       ->type_name("PATH");
   app.add_option("--tls-ca")
       ->description("PEM roots: talk TLS to the scheduler.")
@@ -504,6 +511,11 @@ int runAgent(const CLI::App& app) {
     auto token = readSecretFile(f, "--token-file");
     if (!token.ok()) return usage(std::string(token.status().message()));
     o.token = *std::move(token);
+  }
+  if (const std::string f = opt("--join-token-file"); !f.empty()) {
+    auto token = readSecretFile(f, "--join-token-file");
+    if (!token.ok()) return usage(std::string(token.status().message()));
+    o.join_token = *std::move(token);
   }
   o.tls_ca = opt("--tls-ca");
   if (!o.tls_ca.empty()) {

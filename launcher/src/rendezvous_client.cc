@@ -53,6 +53,7 @@ class GrpcRendezvousClient final : public RendezvousClient, private scheduler::A
         session_({.endpoints = {options_.endpoint},
                   .tls_ca_file = options_.tls_ca_file,
                   .token = options_.token,
+                  .join_token = options_.join_token,
                   .peer = "rendezvous",
                   .joined = absl::StrCat("job ", options_.job_id),
                   .rejoin = options_.scheduled,

@@ -30,7 +30,8 @@ struct RendezvousClientOptions {
   std::string network_path;  // "spine2/leaf7"
   std::string nvlink_domain;
   std::string parallelism;  // "tp=8,pp=4"
-  std::string token;
+  std::string token;        // the job's secret
+  std::string join_token;   // the cluster's join token, to create the job at a scheduler
   std::string tls_ca_file;
   absl::Duration join_timeout = absl::Seconds(600);
   // A job of the cluster scheduler (JoinRequest.scheduled): when the control plane goes away

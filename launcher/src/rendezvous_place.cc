@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include "gangway/common/host_port.h"
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
+#include "gangway/scheduler/client/credentials.h"
 
 #include "network.h"
 
@@ -20,6 +22,9 @@ absl::StatusOr<RendezvousPlace> placeRendezvous(const RunOptions& options) {
   host.tls_key_file = options.tls_key_file;
   RendezvousPlace place;
   if (options.rdzv_mode == RdzvMode::kStandalone) {
+    // Even another user of this machine cannot join: the job's secret is drawn here.
+    place.token = options.token.empty() ? scheduler::randomSecret() : options.token;
+    host.join_token = place.token;
     host.listen = {.host = "127.0.0.1", .port = 0};
     GW_ASSIGN_OR_RETURN(place.hosted, hostControlPlane(host));
     place.endpoint = place.hosted->address();
@@ -35,6 +40,22 @@ absl::StatusOr<RendezvousPlace> placeRendezvous(const RunOptions& options) {
   }
   if (options.is_host.value_or(canBind(endpoint))) {
     host.listen = endpoint;
+    // Creating the job needs a credential: the first Join cannot be a stranger's.
+    host.join_token = !options.join_token.empty() ? options.join_token : options.token;
+    if (host.join_token.empty() && !isLoopback(endpoint.host) && !options.insecure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hosting the rendezvous at ", place.endpoint,
+          " (not a loopback address) needs a secret: --rdzv-conf token_file=FILE or "
+          "join_token_file=FILE (the same file on every node), or --rdzv-conf insecure=true to "
+          "run it open"));
+    }
+    if (host.join_token.empty() && !isLoopback(endpoint.host)) {
+      logger("launcher")
+          .warn(
+              "the rendezvous at {} is open to anyone who reaches it "
+              "(--rdzv-conf insecure=true)",
+              place.endpoint);
+    }
     host.quiet_bind_errors = !options.is_host.has_value();  // another agent may win the port
     auto hosted = hostControlPlane(host);
     if (hosted.ok()) {

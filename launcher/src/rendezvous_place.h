@@ -20,6 +20,7 @@ struct RendezvousPlace {
   std::string address;                         // this node's address, as the other nodes reach it
   std::string socket_ifname;                   // the interface holding `address` ("" for loopback)
   std::unique_ptr<HostedControlPlane> hosted;  // the control plane this agent serves, if any
+  std::string token;  // a secret drawn for a job that has none (--standalone)
 };
 
 // For RdzvMode::kStandalone and kEndpoint. Errors: an address that does not route, a control

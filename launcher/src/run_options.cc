@@ -125,6 +125,14 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
     } else if (key == "token_file") {
       o.token_file = value;
       GW_ASSIGN_OR_RETURN(o.token, readSecretFile(value, "--rdzv-conf token_file"));
+    } else if (key == "join_token_file") {
+      o.join_token_file = value;
+      GW_ASSIGN_OR_RETURN(o.join_token, readSecretFile(value, "--rdzv-conf join_token_file"));
+    } else if (key == "insecure") {
+      if (value != "true" && value != "false") {
+        return invalid(raw, "rdzv-conf", "insecure=true or insecure=false");
+      }
+      o.insecure = value == "true";
     } else if (key == "is_host") {
       const std::string v = absl::AsciiStrToLower(value);
       if (v == "1" || v == "true") {
@@ -150,14 +158,13 @@ absl::Status resolveRdzvConf(const RawRunFlags& raw, RunOptions& o) {
     } else if (key == "tls_key") {
       o.tls_key_file = value;
     } else if (std::find(std::begin(kIgnored), std::end(kIgnored), key) == std::end(kIgnored)) {
-      return invalid(
-          raw, "rdzv-conf",
-          absl::StrCat(
-              "known keys (join_timeout, last_call_timeout, "
-              "heartbeat_timeout, is_host, token_file, agent_id, scheduled, tls_ca, tls_cert, "
-              "tls_key), "
-              "not '",
-              key, "'"));
+      return invalid(raw, "rdzv-conf",
+                     absl::StrCat("known keys (join_timeout, last_call_timeout, "
+                                  "heartbeat_timeout, is_host, token_file, join_token_file, "
+                                  "insecure, agent_id, scheduled, tls_ca, tls_cert, "
+                                  "tls_key), "
+                                  "not '",
+                                  key, "'"));
     }
   }
   return absl::OkStatus();

@@ -310,7 +310,11 @@ absl::Status SupervisorImpl::connectRendezvous() {
   c.network_path = topo.network_path.empty() ? options_.network_path : topo.network_path;
   c.nvlink_domain = topo.nvlink_domain;
   c.parallelism = options_.parallelism;
+  if (options_.token.empty() && !place_.token.empty()) options_.token = place_.token;
   c.token = options_.token;
+  // Without a cluster join token, the job's secret is the credential that creates the job (an
+  // agent's own control plane in host mode takes that).
+  c.join_token = options_.join_token.empty() ? options_.token : options_.join_token;
   c.tls_ca_file = options_.tls_ca_file;
   c.join_timeout = absl::Seconds(options_.join_timeout_s);
   c.scheduled = options_.scheduled;

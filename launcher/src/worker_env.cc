@@ -3,6 +3,7 @@
 #include <absl/strings/str_cat.h>
 
 #include "gangway/common/worker_env.h"
+#include "gangway/scheduler/client/credentials.h"
 
 extern char** environ;  // NOLINT(readability-identifier-naming): POSIX name
 
@@ -52,7 +53,10 @@ EnvMap buildWorkerEnv(const RunOptions& options, const RoundInfo& round, int loc
   // job's secret and the control plane's CA. Never inherited from another job.
   worker.erase(env::kStoreToken);
   worker.erase(env::kStoreTlsCa);
-  if (!round.store.empty() && !options.token.empty()) set(env::kStoreToken, options.token);
+  // The store token, not the job's secret: it opens the job's Store and nothing else.
+  const std::string store_token = scheduler::storeTokenFor(
+      options.token.empty() ? options.join_token : options.token, options.run_id);
+  if (!round.store.empty() && !store_token.empty()) set(env::kStoreToken, store_token);
   if (!round.store.empty() && !options.tls_ca_file.empty()) {
     set(env::kStoreTlsCa, options.tls_ca_file);
   }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <signal.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <absl/strings/strip.h>
 
@@ -122,9 +124,21 @@ void addSchedulerFlags(CLI::App& app) {
       ->type_name("PREFIX");
   app.add_option("--admin-token-file")
       ->description(
-          "File holding the operator token that submit, drain and pool agents need (resize and "
-          "cancel take it or the job's own token). [default: none, no checks]")
+          "File holding the operator token that submit, drain and the listings need (resize, "
+          "cancel and jobs take it or the job's own token). Needed off loopback. [default: none: "
+          "operator calls are open]")
       ->type_name("PATH");
+  app.add_option("--join-token-file")
+      ->description(
+          "File holding the cluster's join token (a Kubernetes Secret): agents need it to create "
+          "a rendezvous job, pool agents to register their node. Needed off loopback. [default: "
+          "none: anyone may create a job]")
+      ->type_name("PATH");
+  app.add_flag("--insecure")
+      ->description(
+          "Listen on a non-loopback address without --join-token-file (and, for the cluster "
+          "scheduler, --admin-token-file): anyone who reaches the port may create jobs, register "
+          "nodes and submit. A warning is printed at start.");
   app.add_option("--queue")
       ->description(
           "A queue and its GPU quota (0: unlimited); repeat for more. 'default' always "
@@ -221,6 +235,31 @@ int runScheduler(const CLI::App& app) {
     auto token = readSecretFile(f, "--admin-token-file");
     if (!token.ok()) return usage(std::string(token.status().message()));
     options.cluster.admin_token = *std::move(token);
+  }
+  if (const std::string f = opt("--join-token-file"); !f.empty()) {
+    auto token = readSecretFile(f, "--join-token-file");
+    if (!token.ok()) return usage(std::string(token.status().message()));
+    options.rendezvous.join_token = *std::move(token);
+  }
+  {
+    auto address = parseHostPort(options.listen, "--listen", kDefaultControlPlanePort);
+    if (!address.ok()) return usage(std::string(address.status().message()));
+    std::vector<std::string> missing;
+    if (options.rendezvous.join_token.empty()) missing.emplace_back("--join-token-file");
+    if (cluster && options.cluster.admin_token.empty()) missing.emplace_back("--admin-token-file");
+    if (!isLoopback(address->host) && !missing.empty()) {
+      if (app.get_option("--insecure")->count() == 0) {
+        return usage(absl::StrCat("--listen ", options.listen,
+                                  " is reachable from other machines: give ",
+                                  absl::StrJoin(missing, " and "),
+                                  " (see scheduler/README.md, Security), or --insecure "
+                                  "to run open"));
+      }
+      std::fprintf(stderr,
+                   "gangway scheduler: warning: --insecure: %s is open to anyone who reaches it "
+                   "(no %s)\n",
+                   options.listen.c_str(), absl::StrJoin(missing, ", ").c_str());
+    }
   }
   const CLI::Option* queues = app.get_option("--queue");
   for (const std::string& q :

@@ -93,24 +93,12 @@ absl::Status ClusterManager::load(absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status ClusterManager::authorizeAdmin(const std::string& token) const {
-  if (options_.admin_token.empty() || constantTimeEquals(options_.admin_token, token)) {
-    return absl::OkStatus();
-  }
-  return absl::PermissionDeniedError("this call needs the scheduler's admin token");
-}
-
-absl::Status ClusterManager::authorizeJob(const std::string& job_id,
-                                          const std::string& token) const {
-  if (authorizeAdmin(token).ok()) return absl::OkStatus();
+absl::StatusOr<bool> ClusterManager::holdsJobToken(const std::string& job_id,
+                                                   const std::string& token) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  if (!token.empty() && constantTimeEquals(it->second.record.token(), token)) {
-    return absl::OkStatus();
-  }
-  return absl::PermissionDeniedError(
-      absl::StrCat("this call needs the admin token or job '", job_id, "''s own token"));
+  return !token.empty() && constantTimeEquals(it->second.record.token(), token);
 }
 
 ClusterManager::Job* ClusterManager::findLocked(const std::string& job_id) {

@@ -26,7 +26,7 @@ using cluster_internal::log;
 using cluster_internal::stateName;
 
 absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
-    const v1::RegisterNodeRequest& req, absl::Time now) {
+    const v1::RegisterNodeRequest& req, absl::Time now, const std::string& session) {
   const Limits& limits = rdzv_.settings().limits;
   GW_RETURN_IF_ERROR(checkSize(req, limits.max_control_request_bytes, "registration"));
   GW_RETURN_IF_ERROR(checkName(req.node_id(), "node id", kMaxIdLength));
@@ -40,7 +40,15 @@ absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
     return absl::ResourceExhaustedError(
         absl::StrCat("the scheduler holds its limit of ", limits.max_cluster_nodes, " nodes"));
   }
+  if (auto known = nodes_.find(req.node_id()); known != nodes_.end() && known->second.sink &&
+                                               !sessionMatches(known->second.session, session)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "node '", req.node_id(),
+        "' is registered by another session whose WatchNode stream is open (another agent with "
+        "this node id?)"));
+  }
   Node& n = nodes_[req.node_id()];
+  n.session = session;
   v1::NodeRecord rec = n.record;
   rec.set_node_id(req.node_id());
   rec.set_address(req.address());
@@ -70,18 +78,27 @@ absl::StatusOr<v1::RegisterNodeResponse> ClusterManager::registerNode(
   return resp;
 }
 
+absl::Status ClusterManager::checkSessionLocked(const Node& node, const std::string& node_id,
+                                                const std::string& session) {
+  if (sessionMatches(node.session, session)) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat("this call needs the session of node '", node_id, "'"));
+}
+
 void ClusterManager::sendLocked(Node& node, const v1::NodeEvent& event) {
   if (node.sink) node.sink(event);
 }
 
 absl::StatusOr<uint64_t> ClusterManager::watchNode(const std::string& node_id, NodeSink sink,
-                                                   absl::Time now, NodeClose close) {
+                                                   absl::Time now, NodeClose close,
+                                                   const std::string& session) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end() || !it->second.registered) {
     return absl::FailedPreconditionError(
         absl::StrCat("node '", node_id, "' must register before it watches"));
   }
+  GW_RETURN_IF_ERROR(checkSessionLocked(it->second, node_id, session));
   Node& n = it->second;
   if (n.close) {
     n.close(absl::AbortedError(
@@ -133,18 +150,26 @@ void ClusterManager::unwatchNode(const std::string& node_id, uint64_t handle, bo
   }
 }
 
-absl::Status ClusterManager::nodeHeartbeat(const std::string& node_id, absl::Time now) {
+absl::Status ClusterManager::nodeHeartbeat(const std::string& node_id, absl::Time now,
+                                           const std::string& session) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end() || !it->second.registered || !it->second.healthy) {
     return absl::NotFoundError(absl::StrCat("node '", node_id, "' is not registered"));
   }
+  GW_RETURN_IF_ERROR(checkSessionLocked(it->second, node_id, session));
   it->second.last_seen = now;
   return absl::OkStatus();
 }
 
-absl::Status ClusterManager::reportExit(const v1::ReportExitRequest& req, absl::Time now) {
+absl::Status ClusterManager::reportExit(const v1::ReportExitRequest& req, absl::Time now,
+                                        const std::string& session) {
   absl::MutexLock lock(&mu_);
+  auto node = nodes_.find(req.node_id());
+  if (node == nodes_.end() || !node->second.registered) {
+    return absl::NotFoundError(absl::StrCat("node '", req.node_id(), "' is not registered"));
+  }
+  GW_RETURN_IF_ERROR(checkSessionLocked(node->second, req.node_id(), session));
   Job* job = findLocked(req.job_id());
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", req.job_id(), "'"));
   const v1::JobStatus& st = job->record.status();
@@ -195,10 +220,11 @@ void ClusterManager::launchLocked(const Job& job, const std::vector<std::string>
   }
 }
 
-v1::ListJobsResponse ClusterManager::listJobs(bool all) const {
+v1::ListJobsResponse ClusterManager::listJobs(bool all, const std::string* job_token) const {
   absl::MutexLock lock(&mu_);
   std::vector<const Job*> order;
   for (const auto& [id, j] : jobs_) {
+    if (job_token != nullptr && !constantTimeEquals(j.record.token(), *job_token)) continue;
     if (all || live(j.record.status().state())) order.push_back(&j);
   }
   std::sort(order.begin(), order.end(), [](const Job* a, const Job* b) {

@@ -6,14 +6,15 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "gangway/scheduler/authz.h"
 #include "gangway/scheduler/cluster.h"
 #include "gangway/scheduler/limits.h"
 
 namespace gangway::scheduler {
 
 // `kick` wakes the server's timer, which runs the manager's next cycle at once. `limits` bound
-// the node streams' queues.
-std::unique_ptr<grpc::Service> makeClusterService(ClusterManager& manager, const Limits& limits,
-                                                  std::function<void()> kick);
+// the node streams' queues; `authz` decides who may call what (it must outlive the service).
+std::unique_ptr<grpc::Service> makeClusterService(ClusterManager& manager, const Authorizer& authz,
+                                                  const Limits& limits, std::function<void()> kick);
 
 }  // namespace gangway::scheduler

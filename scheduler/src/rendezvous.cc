@@ -38,7 +38,7 @@ Rendezvous::Job* Rendezvous::findLocked(const std::string& job_id) {
 }
 
 absl::StatusOr<std::pair<Rendezvous::Job*, Rendezvous::Agent*>> Rendezvous::findAgentLocked(
-    const std::string& job_id, const std::string& agent_id) {
+    const std::string& job_id, const std::string& agent_id, const std::string& session) {
   Job* job = findLocked(job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   auto it = job->agents.find(agent_id);
@@ -46,7 +46,21 @@ absl::StatusOr<std::pair<Rendezvous::Job*, Rendezvous::Agent*>> Rendezvous::find
     return absl::NotFoundError(
         absl::StrCat("agent '", agent_id, "' is not a member of job '", job_id, "'; join first"));
   }
+  if (!sessionMatches(it->second.session, session)) {
+    return absl::PermissionDeniedError(absl::StrCat("this call needs the session of agent '",
+                                                    agent_id, "' of job '", job_id, "'"));
+  }
   return std::pair{job, &it->second};
+}
+
+std::unique_ptr<Rendezvous::Job> Rendezvous::newJobLocked(const std::string& job_id,
+                                                          const std::string& token) const {
+  auto job = std::make_unique<Job>();
+  job->id = job_id;
+  job->token = token;
+  job->store_token = storeTokenFor(token.empty() ? settings_.join_token : token, job_id);
+  job->store = std::make_shared<KvStore>(settings_.limits.store);
+  return job;
 }
 
 void Rendezvous::sendLocked(Agent& agent, v1::RoundEvent event) {
@@ -66,15 +80,19 @@ bool constantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-absl::Status Rendezvous::authorize(const std::string& job_id, const std::string& token) const {
+bool sessionMatches(const std::string& bound, const std::string& presented) {
+  return constantTimeEquals(bound, presented);
+}
+
+absl::StatusOr<Rendezvous::Secrets> Rendezvous::secrets(const std::string& job_id) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  if (!constantTimeEquals(it->second->token, token)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("wrong or missing token for job '", job_id, "'"));
-  }
-  return absl::OkStatus();
+  const Job& job = *it->second;
+  const bool own = !job.token.empty();
+  return Secrets{.secret = own ? job.token : settings_.join_token,
+                 .own_token = own,
+                 .store_token = job.store_token};
 }
 
 absl::Status Rendezvous::checkJoin(const v1::JoinRequest& req) const {
@@ -106,9 +124,10 @@ absl::Status Rendezvous::checkJoin(const v1::JoinRequest& req) const {
   return absl::OkStatus();
 }
 
-absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& token,
+absl::Status Rendezvous::join(const v1::JoinRequest& req, const CallCredentials& caller,
                               absl::Time now) {
   GW_RETURN_IF_ERROR(checkJoin(req));
+  const std::string& token = caller.token;
   const Limits& limits = settings_.limits;
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(req.job_id());
@@ -125,23 +144,36 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
                                                        limits.max_jobs, " jobs; job '",
                                                        req.job_id(), "' is not created"));
     }
-    created = std::make_unique<Job>();
-    created->id = req.job_id();
-    created->token = token;
+    if (!settings_.join_token.empty() &&
+        !constantTimeEquals(settings_.join_token, caller.join_token)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("creating job '", req.job_id(), "' needs the cluster's join token"));
+    }
+    created = newJobLocked(req.job_id(), token);
     created->min_nodes = req.min_nodes();
     created->max_nodes = req.max_nodes();
     created->max_restarts = req.max_restarts();
     created->parallelism = req.parallelism();
-    created->store = std::make_shared<KvStore>(limits.store);
     job = created.get();
   }
-  if (!constantTimeEquals(job->token, token)) {
+  if (job->token.empty() ? !constantTimeEquals(settings_.join_token, caller.join_token)
+                         : !constantTimeEquals(job->token, token)) {
     return absl::PermissionDeniedError(
         absl::StrCat("wrong or missing token for job '", job->id, "'"));
   }
   if (job->ended) {
     return absl::FailedPreconditionError(
         absl::StrCat("job '", job->id, "' has already ended: ", job->end.reason()));
+  }
+  // An agent id another process holds is refused before anything else is compared, so that the
+  // answer does not tell a second process with the id about the job's settings.
+  if (auto known = job->agents.find(req.agent_id());
+      known != job->agents.end() && known->second.sink &&
+      !sessionMatches(known->second.session, caller.session)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "agent id '", req.agent_id(), "' of job '", job->id,
+        "' is in use by another session whose Watch stream is open (another process with "
+        "this agent id?)"));
   }
   if (job->managed) {
     // The scheduler sets this job's size and restarts; the agent's flags are not the job's.
@@ -183,11 +215,17 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
                 req.agent_id(), formatNnodes(req.min_nodes(), req.max_nodes()), req.max_restarts());
     jobs_[req.job_id()] = std::move(created);
   }
+  if (auto known = job->agents.find(req.agent_id());
+      known != job->agents.end() && !sessionMatches(known->second.session, caller.session)) {
+    // The process that held the id is gone (its stream closed): this one takes it over.
+    known->second.session = caller.session;
+  }
   auto [it, inserted] = job->agents.try_emplace(req.agent_id());
   Agent& agent = it->second;
   agent.last_seen = now;
   if (!inserted) return absl::OkStatus();  // a retried Join
   agent.info = req;
+  agent.session = caller.session;
   agent.join_seq = job->join_counter++;
   log().debug("job {}: agent {} joined from {} with {} workers ({} agents)", job->id,
               req.agent_id(), req.address(), req.local_world_size(), job->agents.size());
@@ -196,9 +234,10 @@ absl::Status Rendezvous::join(const v1::JoinRequest& req, const std::string& tok
 }
 
 absl::StatusOr<uint64_t> Rendezvous::watch(const std::string& job_id, const std::string& agent_id,
-                                           Sink sink, absl::Time now, Close close) {
+                                           Sink sink, absl::Time now, Close close,
+                                           const std::string& session) {
   absl::MutexLock lock(&mu_);
-  auto found = findAgentLocked(job_id, agent_id);
+  auto found = findAgentLocked(job_id, agent_id, session);
   if (!found.ok()) return found.status();
   Agent& agent = *found->second;
   if (agent.close) {
@@ -229,20 +268,23 @@ void Rendezvous::unwatch(const std::string& job_id, const std::string& agent_id,
 }
 
 absl::StatusOr<int64_t> Rendezvous::heartbeat(const std::string& job_id,
-                                              const std::string& agent_id, absl::Time now) {
+                                              const std::string& agent_id, absl::Time now,
+                                              const std::string& session) {
   absl::MutexLock lock(&mu_);
-  auto found = findAgentLocked(job_id, agent_id);
+  auto found = findAgentLocked(job_id, agent_id, session);
   if (!found.ok()) return found.status();
   found->second->last_seen = now;
   return found->first->round;
 }
 
 absl::Status Rendezvous::leave(const std::string& job_id, const std::string& agent_id,
-                               const std::string& reason, absl::Time now) {
+                               const std::string& reason, absl::Time now,
+                               const std::string& session) {
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   if (!job->agents.contains(agent_id)) return absl::OkStatus();  // already gone
+  GW_RETURN_IF_ERROR(findAgentLocked(job_id, agent_id, session).status());
   if (job->ended) {
     job->agents.erase(agent_id);
     return absl::OkStatus();
@@ -252,10 +294,11 @@ absl::Status Rendezvous::leave(const std::string& job_id, const std::string& age
   return absl::OkStatus();
 }
 
-absl::Status Rendezvous::report(const v1::WorkerReport& report, absl::Time now) {
+absl::Status Rendezvous::report(const v1::WorkerReport& report, absl::Time now,
+                                const std::string& session) {
   const std::string failure = escapeLine(report.failure());
   absl::MutexLock lock(&mu_);
-  auto found = findAgentLocked(report.job_id(), report.agent_id());
+  auto found = findAgentLocked(report.job_id(), report.agent_id(), session);
   if (!found.ok()) return found.status();
   Job* job = found->first;
   found->second->last_seen = now;
@@ -310,15 +353,19 @@ void Rendezvous::removeAgentLocked(Job& job, const std::string& agent_id, const 
   }
 }
 
-absl::Status Rendezvous::publishMasterPort(const v1::MasterPortRequest& req, absl::Time now) {
+absl::Status Rendezvous::publishMasterPort(const v1::MasterPortRequest& req, absl::Time now,
+                                           const std::string& session) {
   if (req.port() < 1 || req.port() > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("master port ", req.port(), " out of range"));
   }
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(req.job_id());
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", req.job_id(), "'"));
-  auto it = job->agents.find(req.agent_id());
-  if (it != job->agents.end()) it->second.last_seen = now;
+  if (job->agents.contains(req.agent_id())) {
+    auto found = findAgentLocked(req.job_id(), req.agent_id(), session);
+    if (!found.ok()) return found.status();
+    found->second->last_seen = now;
+  }
   if (job->ended || req.round() != job->round || !job->round_active ||
       job->pending_assignments.empty()) {
     return absl::OkStatus();  // a stale round: nothing to complete
@@ -368,13 +415,10 @@ absl::Status Rendezvous::manage(const std::string& job_id, const std::string& to
   absl::MutexLock lock(&mu_);
   Job* job = findLocked(job_id);
   if (job == nullptr) {
-    auto created = std::make_unique<Job>();
-    created->id = job_id;
-    created->token = token;
+    auto created = newJobLocked(job_id, token);
     created->managed = true;
     created->max_restarts = max_restarts;
     created->restoring = restore;
-    created->store = std::make_shared<KvStore>(settings_.limits.store);
     job = created.get();
     jobs_[job_id] = std::move(created);
   }

@@ -15,6 +15,7 @@
 #include "gangway/common/host_port.h"
 #include "gangway/common/log.h"
 #include "gangway/common/status.h"
+#include "gangway/scheduler/authz.h"
 #include "gangway/scheduler/client/channel.h"
 #include "gangway/v1/rendezvous.grpc.pb.h"
 #include "gangway/v1/store.grpc.pb.h"
@@ -29,12 +30,6 @@ namespace {
 Logger& log() {
   static Logger& l = logger("scheduler");
   return l;
-}
-
-std::string tokenOf(const grpc::CallbackServerContext* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find(kTokenMetadata);
-  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
 }
 
 // Applies the rendezvous' and the stores' deadlines. Woken early by kick() when a call may have
@@ -90,11 +85,14 @@ class Timer {
 
 class RendezvousService final : public v1::Rendezvous::CallbackService {
  public:
-  RendezvousService(Rendezvous& rdzv, Timer& timer) : rdzv_(rdzv), timer_(timer) {}
+  RendezvousService(Rendezvous& rdzv, const Authorizer& authz, Timer& timer)
+      : rdzv_(rdzv), authz_(authz), timer_(timer) {}
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* req,
                                  v1::JoinResponse* resp) override {
-    absl::Status s = rdzv_.join(*req, tokenOf(ctx), absl::Now());
+    const CallCredentials caller = callerOf(ctx);
+    absl::Status s = authz_.check(Rpc::kJoin, caller, req->job_id());
+    if (s.ok()) s = rdzv_.join(*req, caller, absl::Now());
     if (s.ok()) {
       resp->set_heartbeat_interval_ms(
           absl::ToInt64Milliseconds(rdzv_.settings().heartbeat_interval));
@@ -106,6 +104,7 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
                                                   const v1::WatchRequest* req) override {
     const std::string& job = req->job_id();  // the lambdas below keep copies
     const std::string& agent = req->agent_id();
+    const CallCredentials caller = callerOf(ctx);
     auto* reactor = new EventStreamReactor<v1::RoundEvent>(
         [this, job, agent](uint64_t handle, bool lost) {
           rdzv_.unwatch(job, agent, handle, lost, absl::Now());
@@ -113,18 +112,21 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
         },
         [](const v1::RoundEvent& e) { return e.has_job_end(); },
         rdzv_.settings().limits.max_stream_events, rdzv_.settings().limits.max_stream_bytes);
-    reactor->start(rdzv_.authorize(job, tokenOf(ctx)),
-                   [this, job, agent](Rendezvous::Sink sink, Rendezvous::Close close) {
-                     return rdzv_.watch(job, agent, std::move(sink), absl::Now(), std::move(close));
+    reactor->start(authz_.check(Rpc::kWatch, caller, job),
+                   [this, job, agent, session = caller.session](Rendezvous::Sink sink,
+                                                                Rendezvous::Close close) {
+                     return rdzv_.watch(job, agent, std::move(sink), absl::Now(), std::move(close),
+                                        session);
                    });
     return reactor;
   }
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* req,
                                       v1::HeartbeatResponse* resp) override {
-    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
+    const CallCredentials caller = callerOf(ctx);
+    absl::Status s = authz_.check(Rpc::kHeartbeat, caller, req->job_id());
     if (s.ok()) {
-      auto round = rdzv_.heartbeat(req->job_id(), req->agent_id(), absl::Now());
+      auto round = rdzv_.heartbeat(req->job_id(), req->agent_id(), absl::Now(), caller.session);
       if (round.ok()) resp->set_round(*round);
       s = round.status();
     }
@@ -132,25 +134,30 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   }
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
                                   v1::LeaveResponse* /*resp*/) override {
+    const CallCredentials caller = callerOf(ctx);
     absl::Status s = checkSize(*req, rdzv_.settings().limits.max_control_request_bytes, "leave");
-    if (s.ok()) s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
-    if (s.ok()) s = rdzv_.leave(req->job_id(), req->agent_id(), req->reason(), absl::Now());
+    if (s.ok()) s = authz_.check(Rpc::kLeave, caller, req->job_id());
+    if (s.ok()) {
+      s = rdzv_.leave(req->job_id(), req->agent_id(), req->reason(), absl::Now(), caller.session);
+    }
     return done(ctx, s);
   }
   grpc::ServerUnaryReactor* PublishMasterPort(grpc::CallbackServerContext* ctx,
                                               const v1::MasterPortRequest* req,
                                               v1::MasterPortResponse* /*resp*/) override {
-    absl::Status s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
-    if (s.ok()) s = rdzv_.publishMasterPort(*req, absl::Now());
+    const CallCredentials caller = callerOf(ctx);
+    absl::Status s = authz_.check(Rpc::kPublishMasterPort, caller, req->job_id());
+    if (s.ok()) s = rdzv_.publishMasterPort(*req, absl::Now(), caller.session);
     return done(ctx, s);
   }
   grpc::ServerUnaryReactor* ReportWorkers(grpc::CallbackServerContext* ctx,
                                           const v1::WorkerReport* req,
                                           v1::WorkerReportResponse* /*resp*/) override {
+    const CallCredentials caller = callerOf(ctx);
     absl::Status s =
         checkSize(*req, rdzv_.settings().limits.max_control_request_bytes, "worker report");
-    if (s.ok()) s = rdzv_.authorize(req->job_id(), tokenOf(ctx));
-    if (s.ok()) s = rdzv_.report(*req, absl::Now());
+    if (s.ok()) s = authz_.check(Rpc::kReportWorkers, caller, req->job_id());
+    if (s.ok()) s = rdzv_.report(*req, absl::Now(), caller.session);
     return done(ctx, s);
   }
 
@@ -163,6 +170,7 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   }
 
   Rendezvous& rdzv_;
+  const Authorizer& authz_;
   Timer& timer_;
 };
 
@@ -217,7 +225,8 @@ class StoreWaitReactor final : public grpc::ServerUnaryReactor {
 
 class StoreService final : public v1::Store::CallbackService {
  public:
-  StoreService(Rendezvous& rdzv, Timer& timer) : rdzv_(rdzv), timer_(timer) {}
+  StoreService(Rendezvous& rdzv, const Authorizer& authz, Timer& timer)
+      : rdzv_(rdzv), authz_(authz), timer_(timer) {}
 
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx, const v1::SetRequest* req,
                                 v1::SetResponse* /*resp*/) override {
@@ -300,7 +309,7 @@ class StoreService final : public v1::Store::CallbackService {
  private:
   absl::StatusOr<std::shared_ptr<KvStore>> storeOf(grpc::CallbackServerContext* ctx,
                                                    const std::string& job_id) {
-    if (absl::Status s = rdzv_.authorize(job_id, tokenOf(ctx)); !s.ok()) return s;
+    if (absl::Status s = authz_.check(Rpc::kStore, callerOf(ctx), job_id); !s.ok()) return s;
     return rdzv_.store(job_id);
   }
   static grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
@@ -310,6 +319,7 @@ class StoreService final : public v1::Store::CallbackService {
   }
 
   Rendezvous& rdzv_;
+  const Authorizer& authz_;
   Timer& timer_;
 };
 
@@ -317,9 +327,10 @@ class ServerImpl final : public ControlPlaneServer {
  public:
   explicit ServerImpl(const ServerOptions& options)
       : rdzv_(options.rendezvous),
+        authz_(rdzv_),
         timer_(rdzv_),
-        rdzv_service_(rdzv_, timer_),
-        store_service_(rdzv_, timer_) {}
+        rdzv_service_(rdzv_, authz_, timer_),
+        store_service_(rdzv_, authz_, timer_) {}
   ~ServerImpl() override {
     shutdown();
     if (server_ != nullptr) server_->Wait();
@@ -350,8 +361,9 @@ class ServerImpl final : public ControlPlaneServer {
           ClusterManager::create(options.cluster, *options.cluster_store, rdzv_, absl::Now());
       if (!cluster.ok()) return cluster.status();
       cluster_ = *std::move(cluster);
+      authz_.setCluster(cluster_.get());
       cluster_service_ =
-          makeClusterService(*cluster_, rdzv_.settings().limits, [this] { timer_.kick(); });
+          makeClusterService(*cluster_, authz_, rdzv_.settings().limits, [this] { timer_.kick(); });
       builder.RegisterService(cluster_service_.get());
     }
     // gRPC sets SO_REUSEPORT by default: a second server (another agent trying host mode) would
@@ -398,6 +410,7 @@ class ServerImpl final : public ControlPlaneServer {
  private:
   Rendezvous rdzv_;
   std::unique_ptr<ClusterManager> cluster_;  // destroyed after the timer and the server
+  Authorizer authz_;
   Timer timer_;
   RendezvousService rdzv_service_;
   StoreService store_service_;

@@ -28,7 +28,10 @@ fail() { echo "FAIL: $*" >&2; for f in "$work"/*.log; do echo "--- $f" >&2; tail
 netns_pods_up "$id" 10.213.78 "${pods[@]}" || exit $?
 
 : >"$work/sched.log"
-ip netns exec "${id}a" "$gangway" scheduler --listen 10.213.78.1:29400 >"$work/sched.log" 2>&1 &
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/join-token"
+chmod 600 "$work/join-token"
+ip netns exec "${id}a" "$gangway" scheduler --listen 10.213.78.1:29400 \
+  --join-token-file "$work/join-token" >"$work/sched.log" 2>&1 &
 pids+=($!)
 timeout 60 grep -m1 -q 'listening on' <(tail -n +1 --pid="${pids[0]}" -f "$work/sched.log") ||
   fail "the scheduler did not start"
@@ -38,7 +41,7 @@ timeout 60 grep -m1 -q 'listening on' <(tail -n +1 --pid="${pids[0]}" -f "$work/
 for pod in "${pods[@]}"; do
   ip netns exec "${id}${pod}" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$gangway" run \
     --nnodes 2 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint 10.213.78.1:29400 \
-    --rdzv-id comm-tcp --no-python "$suite" --backend ucx >"$work/$pod.log" 2>&1 &
+    --rdzv-id comm-tcp --rdzv-conf join_token_file="$work/join-token" --no-python "$suite" --backend ucx >"$work/$pod.log" 2>&1 &
   pids+=($!)
 done
 for n in 1 2; do

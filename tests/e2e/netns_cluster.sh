@@ -44,12 +44,14 @@ wait_count() {
 }
 
 for f in sched p1 p2 p3; do : >"$work/$f.log"; done
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/join-token"
+chmod 600 "$work/join-token"
 ip netns exec "${id}sched" "$gangway" scheduler --listen "$sched" --data-dir "$work/state" \
-  --min-resize-interval 0 >"$work/sched.log" 2>&1 &
+  --join-token-file "$work/join-token" --insecure --min-resize-interval 0 >"$work/sched.log" 2>&1 &
 pids+=($!)
 wait_count "$work/sched.log" 1 60 'listening on'
 for n in 1 2 3; do
-  ip netns exec "${id}p${n}" "$gangway" agent --scheduler "$sched" --node-id "p${n}" \
+  ip netns exec "${id}p${n}" "$gangway" agent --scheduler "$sched" --node-id "p${n}" --join-token-file "$work/join-token" \
     --work-dir "$work/agent-p${n}" >"$work/p${n}.log" 2>&1 &
   pids+=($!)
 done

@@ -30,15 +30,18 @@ netns_pods_up "$id" 10.213.77 "${pods[@]}" || exit $?
 # The scheduler at 10.213.77.1; the agents advertise their own pod addresses. The logs exist
 # before their writers start, so that following them cannot race their creation.
 for f in sched p1 p2 p3 p4; do : >"$work/$f.log"; done
+# The cluster's join token: the scheduler listens on a pod address, so it needs one.
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/join-token"
+chmod 600 "$work/join-token"
 ip netns exec "${id}sched" "$gangway" scheduler --listen 10.213.77.1:29400 \
-  --heartbeat-timeout 10 --last-call-timeout 3 >"$work/sched.log" 2>&1 &
+  --join-token-file "$work/join-token" --heartbeat-timeout 10 --last-call-timeout 3 >"$work/sched.log" 2>&1 &
 pids+=($!)
 timeout 60 grep -m1 -q 'listening on' <(tail -n +1 --pid="${pids[0]}" -f "$work/sched.log") ||
   fail "the scheduler did not start"
 for n in 1 2 3 4; do
   ip netns exec "${id}p${n}" env PYTHON_EXEC=/usr/bin/python3 "$gangway" run \
     --nnodes 3:4 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 10.213.77.1:29400 \
-    --rdzv-id e2e "$here/elastic_ddp.py" >"$work/p${n}.log" 2>&1 &
+    --rdzv-id e2e --rdzv-conf join_token_file="$work/join-token" "$here/elastic_ddp.py" >"$work/p${n}.log" 2>&1 &
   pids+=($!)
 done
 agent_pid() { echo "${pids[$1]}"; }

@@ -32,6 +32,11 @@
 namespace gangway::testing {
 namespace {
 
+// The session every call of these tests carries (credentials.h).
+// The wire name of an agent's session credential, as a foreign client writes it.
+constexpr char kSessionMetadata[] = "x-gangway-session";
+constexpr char kTestSession[] = "0123456789abcdef0123456789abcdef";
+
 using namespace std::chrono_literals;
 
 constexpr int64_t kMiB = 1 << 20;
@@ -105,6 +110,7 @@ class Target {
 
   grpc::Status join(const v1::JoinRequest& req) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     ctx.set_deadline(std::chrono::system_clock::now() + 30s);
     v1::JoinResponse resp;
     return rdzv_->Join(&ctx, req, &resp);
@@ -151,6 +157,7 @@ TEST(AttackTest, OversizedIdsAddressesAndMessagesAreRefusedAndKeptNowhere) {
   // None of them made a job: a Store call on "job" finds none.
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::NumKeysRequest req;
     req.set_job_id("job");
     v1::NumKeysResponse resp;
@@ -166,6 +173,7 @@ TEST(AttackTest, OversizedIdsAddressesAndMessagesAreRefusedAndKeptNowhere) {
   report.set_failure(std::string(3'900'000, 'f'));
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::WorkerReportResponse resp;
     EXPECT_EQ(t.rdzv().ReportWorkers(&ctx, report, &resp).error_code(),
               grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -175,6 +183,7 @@ TEST(AttackTest, OversizedIdsAddressesAndMessagesAreRefusedAndKeptNowhere) {
   report.set_failure(forged);
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::WorkerReportResponse resp;
     EXPECT_TRUE(t.rdzv().ReportWorkers(&ctx, report, &resp).ok());
   }
@@ -196,6 +205,7 @@ TEST(AttackTest, StoreValuesKeysAndBytesHaveQuotas) {
   ASSERT_TRUE(t.join(joinRequest("job", "agent")).ok());
   auto set = [&](const std::string& key, std::size_t bytes) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::SetRequest req;
     req.set_job_id("job");
     req.set_key(key);
@@ -219,6 +229,7 @@ TEST(AttackTest, StoreValuesKeysAndBytesHaveQuotas) {
   EXPECT_EQ(stored, 16);
   EXPECT_EQ(last, grpc::StatusCode::RESOURCE_EXHAUSTED);
   grpc::ClientContext ctx;
+  ctx.AddMetadata(kSessionMetadata, kTestSession);
   v1::NumKeysRequest req;
   req.set_job_id("job");
   v1::NumKeysResponse resp;
@@ -281,6 +292,7 @@ class WatchReader final : public grpc::ClientReadReactor<v1::RoundEvent> {
     int aborted = 0;
   };
   WatchReader(v1::Rendezvous::Stub& stub, const v1::WatchRequest& req, Ends& ends) : ends_(ends) {
+    ctx_.AddMetadata(kSessionMetadata, kTestSession);
     stub.async()->Watch(&ctx_, &req, this);
     StartRead(&event_);
     StartCall();
@@ -348,6 +360,7 @@ TEST(AttackHelper, DISABLED_HoldWatchStreams) {
     channels.push_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ch));
     stubs.push_back(v1::Rendezvous::NewStub(channels.back()));
     contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata(kSessionMetadata, kTestSession);
     v1::WatchRequest w;
     w.set_job_id("job");
     w.set_agent_id(std::string(agent));
@@ -445,12 +458,14 @@ TEST(AttackTest, UnreadStreamsCannotAmplifyMemory) {
   int rounds = 0;
   for (int i = 0; i < 3000; ++i) {
     grpc::ClientContext hb_ctx;
+    hb_ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::HeartbeatRequest hb;
     hb.set_job_id("job");
     hb.set_agent_id(agents[0]);
     v1::HeartbeatResponse hb_resp;
     if (!t.rdzv().Heartbeat(&hb_ctx, hb, &hb_resp).ok()) break;
     grpc::ClientContext port_ctx;
+    port_ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::MasterPortRequest port;
     port.set_job_id("job");
     port.set_agent_id(agents[0]);
@@ -459,6 +474,7 @@ TEST(AttackTest, UnreadStreamsCannotAmplifyMemory) {
     v1::MasterPortResponse port_resp;
     (void)t.rdzv().PublishMasterPort(&port_ctx, port, &port_resp);
     grpc::ClientContext report_ctx;
+    report_ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::WorkerReport report;
     report.set_job_id("job");
     report.set_agent_id(agents[0]);

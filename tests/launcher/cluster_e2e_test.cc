@@ -98,6 +98,10 @@ class SchedulerProcess {
     std::vector<std::string> args = {
         "scheduler", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "10"};
     args.insert(args.end(), extra.begin(), extra.end());
+    for (size_t i = 0; i + 1 < extra.size(); ++i) {
+      // The listings need the admin token when the scheduler has one.
+      if (extra[i] == "--admin-token-file") admin_token_ = splitLines(readFile(extra[i + 1])).at(0);
+    }
     proc_ = AgentProcess::start(args);
     const bool line =
         proc_->waitForStdout([](const std::string& out) { return out.find('\n') != npos; }, 30s);
@@ -144,7 +148,7 @@ class SchedulerProcess {
     v1::ListJobsRequest req;
     req.set_all(true);
     v1::ListJobsResponse resp;
-    auto ctx = callContext();
+    auto ctx = callContext(admin_token_);
     if (!stub_->ListJobs(ctx.get(), req, &resp).ok()) return {};
     JobMap out;
     for (const v1::JobStatus& j : resp.jobs()) out[j.job_id()] = j;
@@ -183,6 +187,7 @@ class SchedulerProcess {
   std::unique_ptr<AgentProcess> proc_;
   std::string address_;
   std::unique_ptr<v1::Cluster::Stub> stub_;
+  std::string admin_token_;
   JobMap last_;
   bool stopped_ = false;
 };
@@ -929,7 +934,7 @@ TEST(ClusterE2eTest, TokensGuardSubmitAndCancel) {
   const AgentResult anon =
       runAgent({"submit", "--scheduler", addr, "--name", "anon", "--no-python", "/bin/true"});
   EXPECT_EQ(anon.exit_code, 1) << anon.err;
-  EXPECT_NE(anon.err.find("needs the scheduler's admin token"), npos) << anon.err;
+  EXPECT_NE(anon.err.find("needs the admin token"), npos) << anon.err;
   v1::SubmitRequest req;
   req.mutable_spec()->set_name("anon");
   req.mutable_spec()->set_min_nodes(1);
@@ -965,11 +970,21 @@ TEST(ClusterE2eTest, TokensGuardSubmitAndCancel) {
   EXPECT_TRUE(inState(jobs, "a", v1::CANCELLED)) << describe(jobs);
   EXPECT_TRUE(inState(jobs, "b", v1::PENDING)) << describe(jobs);
 
-  // Listing needs no token and never shows one.
-  const AgentResult listed = runAgent({"jobs", "--scheduler", addr, "--all", "--json"});
+  // Listing needs the admin token or a job's token, and never shows a token.
+  const AgentResult anon_list = runAgent({"jobs", "--scheduler", addr, "--all", "--json"});
+  EXPECT_EQ(anon_list.exit_code, 1) << anon_list.err;
+  EXPECT_NE(anon_list.err.find("needs the admin token or a job's token"), npos) << anon_list.err;
+  const AgentResult listed = runAgent(
+      {"jobs", "--scheduler", addr, "--all", "--json", "--token-file", dir.file("admin.tok")});
   EXPECT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_NE(listed.out.find("\"b\""), npos) << listed.out;
   EXPECT_EQ(listed.out.find(token_a), npos) << listed.out;
+  // Job a's token lists job a alone.
+  const AgentResult own =
+      runAgent({"jobs", "--scheduler", addr, "--all", "--json", "--token-file", dir.file("a.tok")});
+  EXPECT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_NE(own.out.find("\"a\""), npos) << own.out;
+  EXPECT_EQ(own.out.find("\"b\""), npos) << own.out;
 }
 
 TEST(ClusterE2eTest, TokenFilesOthersCanReadAreRefused) {

@@ -66,6 +66,11 @@ TEST(RendezvousPlaceTest, StandaloneServesOnLoopbackAtAFreePort) {
   EXPECT_NE(place->endpoint, "127.0.0.1:0");
   EXPECT_EQ(place->address, "127.0.0.1");
   EXPECT_EQ(place->socket_ifname, "");
+  // A secret of its own, so that not even a local user can join: every job draws another.
+  EXPECT_GE(place->token.size(), 32u);
+  auto other = placeRendezvous(o);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_NE(other->token, place->token);
 }
 
 TEST(RendezvousPlaceTest, AnOwnAddressWithAFreePortIsHostedHere) {
@@ -114,6 +119,20 @@ TEST(RendezvousPlaceTest, LocalAddrIsAdvertisedAsGiven) {
   auto place = placeRendezvous(o);
   ASSERT_TRUE(place.ok()) << place.status();
   EXPECT_EQ(place->address, "127.0.0.1");
+}
+
+TEST(RendezvousPlaceTest, HostingOffLoopbackNeedsASecretOrInsecure) {
+  RunOptions o = endpointOptions(1);
+  o.rdzv_address = {.host = "0.0.0.0", .port = 1};
+  o.local_addr = "127.0.0.1";
+  o.is_host = true;
+  auto refused = placeRendezvous(o);  // refused before anything listens
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  for (const char* want :
+       {"not a loopback address", "token_file=", "join_token_file=", "insecure=true"}) {
+    EXPECT_NE(refused.status().message().find(want), absl::string_view::npos) << want;
+  }
 }
 
 }  // namespace

@@ -99,7 +99,9 @@ TEST(WorkerEnvTest, StoreSecretAndCaGoWithTheStoreOnly) {
   RoundInfo r = round();
   r.store = "10.0.0.1:7000";
   env = buildWorkerEnv(o, r, 0, "e", stale);
-  EXPECT_EQ(env.at("GANGWAY_STORE_TOKEN"), "s3cret");
+  // The store token derived from the secret, never the secret itself.
+  EXPECT_NE(env.at("GANGWAY_STORE_TOKEN"), "s3cret");
+  EXPECT_EQ(env.at("GANGWAY_STORE_TOKEN").size(), 64u);  // HMAC-SHA256, hex
   EXPECT_EQ(env.at("GANGWAY_STORE_TLS_CA"), "/etc/ca.pem");
 }
 

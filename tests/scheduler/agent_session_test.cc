@@ -18,6 +18,9 @@
 namespace gangway::scheduler {
 namespace {
 
+// The session every call of these tests carries (credentials.h).
+constexpr char kTestSession[] = "0123456789abcdef0123456789abcdef";
+
 constexpr absl::Duration kWait = absl::Seconds(30);  // bounds every wait; never reached when green
 
 // Join attempts answer what the test scripted (Unavailable once the script is spent); watch and
@@ -262,6 +265,7 @@ class AgentSessionServerTest : public ::testing::Test {
     auto channel = makeChannel({.address = server_->address(), .tls_ca_file = ""});
     ASSERT_TRUE(channel.ok());
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::JoinResponse resp;
     ASSERT_TRUE(v1::Rendezvous::NewStub(*channel)->Join(&ctx, joinRequest("b"), &resp).ok());
   }

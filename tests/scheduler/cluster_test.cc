@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gangway/scheduler/authz.h"
 #include "gangway/scheduler/state_store.h"
 
 namespace gangway::scheduler {
@@ -362,17 +363,39 @@ TEST_F(ClusterTest, TokensGiveAJobPowerOverItselfOnly) {
   ClusterOptions o;
   o.admin_token = "operator-secret";
   open(o);
-  EXPECT_EQ(manager_->authorizeAdmin("").code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(manager_->authorizeAdmin("wrong").code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_TRUE(manager_->authorizeAdmin("operator-secret").ok());
+  Authorizer authz(*rdzv_);
+  authz.setCluster(manager_.get());
+  auto as = [](const std::string& token) {
+    return CallCredentials{.token = token, .join_token = {}, .session = {}};
+  };
+  EXPECT_EQ(authz.check(Rpc::kSubmit, as("")).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authz.check(Rpc::kDrain, as("wrong")).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authz.check(Rpc::kListNodes, as("")).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authz.check(Rpc::kListJobs, as("")).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(authz.check(Rpc::kSubmit, as("operator-secret")).ok());
   auto a = manager_->submit(spec("a", 1, 1), now_);
   auto b = manager_->submit(spec("b", 1, 1), now_);
   ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_TRUE(manager_->authorizeJob("a", a->token()).ok());
-  EXPECT_EQ(manager_->authorizeJob("b", a->token()).code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(manager_->authorizeJob("b", "").code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_TRUE(manager_->authorizeJob("b", "operator-secret").ok());
-  EXPECT_EQ(manager_->authorizeJob("nope", a->token()).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(authz.check(Rpc::kResize, as(a->token()), "a").ok());
+  EXPECT_EQ(authz.check(Rpc::kCancel, as(a->token()), "b").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authz.check(Rpc::kCancel, as(""), "b").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(authz.check(Rpc::kCancel, as("operator-secret"), "b").ok());
+  EXPECT_EQ(authz.check(Rpc::kResize, as(a->token()), "nope").code(), absl::StatusCode::kNotFound);
+  // A job's token lists that job alone.
+  EXPECT_TRUE(authz.check(Rpc::kListJobs, as(a->token())).ok());
+  const std::string token = a->token();
+  const v1::ListJobsResponse mine = manager_->listJobs(true, &token);
+  ASSERT_EQ(mine.jobs_size(), 1);
+  EXPECT_EQ(mine.jobs(0).job_id(), "a");
+  // A node needs the join token or the admin token, and a session.
+  CallCredentials node = as("operator-secret");
+  EXPECT_EQ(authz.check(Rpc::kRegisterNode, node).code(), absl::StatusCode::kInvalidArgument);
+  node.session = randomSecret();
+  EXPECT_TRUE(authz.check(Rpc::kRegisterNode, node).ok());
+  // No join token configured here, but an admin token: the node needs that.
+  node.token = "";
+  EXPECT_EQ(authz.check(Rpc::kRegisterNode, node).code(), absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(ClusterTest, EverythingAcknowledgedSurvivesARestart) {
@@ -394,7 +417,7 @@ TEST_F(ClusterTest, EverythingAcknowledgedSurvivesARestart) {
   EXPECT_EQ(nodesOf("run"), running_on);
   EXPECT_EQ(job("wait").state(), v1::PENDING);
   EXPECT_EQ(job("gone").state(), v1::CANCELLED);
-  EXPECT_TRUE(manager_->authorizeJob("run", r->token()).ok());
+  EXPECT_TRUE(*manager_->holdsJobToken("run", r->token()));
   bool drained = false;
   const v1::ListNodesResponse nodes = manager_->listNodes();
   for (const auto& n : nodes.nodes()) drained |= n.node_id() == "c" && n.draining();

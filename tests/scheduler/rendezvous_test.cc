@@ -330,9 +330,13 @@ TEST_F(RendezvousTest, TheFirstJoinSetsTheJobSecret) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(rdzv_.join(joinRequest("a2"), "", now_).code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(view().agents, 1);  // the refused joins changed nothing
-  EXPECT_TRUE(rdzv_.authorize("job", "s3cret").ok());
-  EXPECT_EQ(rdzv_.authorize("job", "s3cres").code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(rdzv_.authorize("nojob", "s3cret").code(), absl::StatusCode::kNotFound);
+  auto secrets = rdzv_.secrets("job");
+  ASSERT_TRUE(secrets.ok());
+  EXPECT_EQ(secrets->secret, "s3cret");
+  EXPECT_TRUE(secrets->own_token);
+  EXPECT_EQ(secrets->store_token, storeTokenFor("s3cret", "job"));
+  EXPECT_NE(secrets->store_token, storeTokenFor("s3cret", "job2"));
+  EXPECT_EQ(rdzv_.secrets("nojob").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(rdzv_.join(joinRequest("a2"), "s3cret", now_).ok());
   EXPECT_TRUE(constantTimeEquals("", ""));
   EXPECT_FALSE(constantTimeEquals("a", ""));

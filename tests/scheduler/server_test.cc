@@ -20,6 +20,9 @@
 namespace gangway::scheduler {
 namespace {
 
+// The session every call of these tests carries (credentials.h).
+constexpr char kTestSession[] = "0123456789abcdef0123456789abcdef";
+
 v1::JoinRequest joinRequest(const std::string& job, const std::string& agent, int min, int max) {
   v1::JoinRequest r;
   r.set_job_id(job);
@@ -49,6 +52,7 @@ class GrpcBackend final : public testing::StoreBackend {
   GrpcBackend() : server_(startServer()), channel_(channelTo(*server_)) {
     auto stub = v1::Rendezvous::NewStub(channel_);
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     ctx.AddMetadata(kTokenMetadata, "secret");
     v1::JoinResponse resp;
     EXPECT_TRUE(stub->Join(&ctx, joinRequest("job", "creator", 1, 8), &resp).ok());
@@ -72,6 +76,7 @@ TEST(ServerTest, WrongTokenIsRefusedAndChangesNothing) {
   auto stub = v1::Rendezvous::NewStub(channel);
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     ctx.AddMetadata(kTokenMetadata, "right");
     v1::JoinResponse resp;
     ASSERT_TRUE(stub->Join(&ctx, joinRequest("job", "a1", 2, 2), &resp).ok());
@@ -85,6 +90,7 @@ TEST(ServerTest, WrongTokenIsRefusedAndChangesNothing) {
     EXPECT_EQ(bad->add("n", 1).status().code(), absl::StatusCode::kPermissionDenied);
     EXPECT_EQ(bad->deleteKey("k").status().code(), absl::StatusCode::kPermissionDenied);
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     ctx.AddMetadata(kTokenMetadata, token);
     v1::JoinResponse resp;
     EXPECT_EQ(stub->Join(&ctx, joinRequest("job", "intruder", 2, 2), &resp).error_code(),
@@ -103,16 +109,19 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
   std::vector<std::unique_ptr<grpc::ClientReader<v1::RoundEvent>>> streams;
   for (const char* agent : {"a1", "a2", "a3"}) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::JoinResponse resp;
     ASSERT_TRUE(stub->Join(&ctx, joinRequest("job", agent, 2, 3), &resp).ok());
     v1::WatchRequest w;
     w.set_job_id("job");
     w.set_agent_id(agent);
     contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata(kSessionMetadata, kTestSession);
     streams.push_back(stub->Watch(contexts.back().get(), w));
   }
   auto publish = [&](int64_t round, const char* agent) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::MasterPortRequest req;
     req.set_job_id("job");
     req.set_agent_id(agent);
@@ -146,6 +155,7 @@ TEST(ServerTest, WatchDeliversAssignmentsAndABrokenStreamRemovesTheAgent) {
   // Success of both ends the job and closes the streams.
   for (const char* agent : {"a1", "a2"}) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSessionMetadata, kTestSession);
     v1::WorkerReport r;
     r.set_job_id("job");
     r.set_agent_id(agent);
@@ -190,6 +200,7 @@ TEST(ServerTest, MalformedBytesDoNotHurtTheServer) {
   auto channel = channelTo(*server);
   grpc::GenericStub generic(channel);
   grpc::ClientContext ctx;
+  ctx.AddMetadata(kSessionMetadata, kTestSession);
   grpc::ByteBuffer request, response;
   const std::string bad("\xff\xff\xff\xff\x0f", 5);
   grpc::Slice slice(bad);
@@ -206,6 +217,7 @@ TEST(ServerTest, MalformedBytesDoNotHurtTheServer) {
   // Still serving.
   auto stub = v1::Rendezvous::NewStub(channel);
   grpc::ClientContext join_ctx;
+  join_ctx.AddMetadata(kSessionMetadata, kTestSession);
   v1::JoinResponse resp;
   EXPECT_TRUE(stub->Join(&join_ctx, joinRequest("job", "a1", 1, 1), &resp).ok());
 }

@@ -15,14 +15,16 @@ constexpr absl::Duration kFirstBackoff = absl::Milliseconds(50);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 constexpr absl::Duration kMinHeartbeatInterval = absl::Milliseconds(50);
 
+// ALREADY_EXISTS: the agent's id is still bound to the session of a process that is gone (its
+// stream not yet seen closed, or its heartbeats not yet missed); the control plane drops it soon.
 bool retryable(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsAlreadyExists(s);
 }
 
 }  // namespace
 
 AgentSession::AgentSession(AgentSessionOptions options, Calls& calls)
-    : options_(std::move(options)), calls_(calls) {}
+    : options_(std::move(options)), calls_(calls), session_(randomSecret()) {}
 
 AgentSession::~AgentSession() {
   cancel();
@@ -57,7 +59,10 @@ std::string AgentSession::endpoint() const {
 }
 
 std::unique_ptr<grpc::ClientContext> AgentSession::context(absl::Duration timeout) const {
-  return callContext(options_.token, timeout);
+  return callContext(
+      CallCredentials{
+          .token = options_.token, .join_token = options_.join_token, .session = session_},
+      timeout);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> AgentSession::channelTo(

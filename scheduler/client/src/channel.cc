@@ -65,8 +65,15 @@ grpc::Status toGrpc(const absl::Status& s) {
 }
 
 std::unique_ptr<grpc::ClientContext> callContext(const std::string& token, absl::Duration timeout) {
+  return callContext(CallCredentials{.token = token}, timeout);
+}
+
+std::unique_ptr<grpc::ClientContext> callContext(const CallCredentials& creds,
+                                                 absl::Duration timeout) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  if (!token.empty()) ctx->AddMetadata(kTokenMetadata, token);
+  if (!creds.token.empty()) ctx->AddMetadata(kTokenMetadata, creds.token);
+  if (!creds.join_token.empty()) ctx->AddMetadata(kJoinTokenMetadata, creds.join_token);
+  if (!creds.session.empty()) ctx->AddMetadata(kSessionMetadata, creds.session);
   if (timeout != absl::InfiniteDuration()) {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   }

@@ -28,6 +28,9 @@ absl::StatusOr<HostPort> parseHostPort(absl::string_view text, absl::string_view
 // most 253 characters, dot-separated labels of 1 to 63 letters, digits and '-', no label
 // beginning or ending with '-').
 bool isHostOrAddress(absl::string_view host);
+// Whether `host` names this machine's loopback interface only: "localhost", 127.0.0.0/8, ::1.
+// An empty host or a wildcard (0.0.0.0, ::) listens on every interface: not loopback.
+bool isLoopback(absl::string_view host);
 
 // "HOST:PORT", with brackets around an IPv6 host.
 std::string formatHostPort(absl::string_view host, int port);

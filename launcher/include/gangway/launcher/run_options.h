@@ -73,6 +73,9 @@ struct RunOptions {
   std::optional<bool> is_host;     // --rdzv-conf is_host=: force (or forbid) host mode
   std::string token_file;          // --rdzv-conf token_file=: the job's secret
   std::string token;               // its content (never logged)
+  std::string join_token_file;     // --rdzv-conf join_token_file=: the cluster's join token
+  std::string join_token;          // its content (never logged)
+  bool insecure = false;           // --rdzv-conf insecure=true: host mode open off loopback
   std::string agent_id;            // --rdzv-conf agent_id=: this agent's id (default: generated)
   bool scheduled = false;          // --rdzv-conf scheduled=true: a job of `gangway scheduler`
   std::string tls_ca_file;         // --rdzv-conf tls_ca=: TLS to the control plane

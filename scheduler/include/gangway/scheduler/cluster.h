@@ -37,8 +37,9 @@
 namespace gangway::scheduler {
 
 struct ClusterOptions {
-  // Operator secret: when set, Submit, Drain and the node calls need it; Resize and Cancel need
-  // it or the job's own token. Empty: no checks (a private test cluster).
+  // Operator secret: when set, Submit, Drain and ListNodes need it; Resize, Cancel and ListJobs
+  // need it or the job's own token; the node calls need it or the join token (the server's
+  // authorization matrix, authz.h). Empty: no checks (a private test cluster on loopback).
   std::string admin_token;
   // Queues and their GPU quotas (0: unlimited). "default" always exists.
   std::map<std::string, int64_t> queues;
@@ -63,10 +64,9 @@ class ClusterManager {
 
   const ClusterOptions& options() const { return options_; }
 
-  // PermissionDenied unless `token` is the admin token (or none is configured).
-  absl::Status authorizeAdmin(const std::string& token) const;
-  // The admin token or `job_id`'s own token. NotFound for an unknown job.
-  absl::Status authorizeJob(const std::string& job_id, const std::string& token) const;
+  // Whether `token` is `job_id`'s own token (authz.h decides who may call what). NotFound for an
+  // unknown job.
+  absl::StatusOr<bool> holdsJobToken(const std::string& job_id, const std::string& token) const;
 
   // InvalidArgument names the bad field (min > max, --nproc-per-node 0, an unknown queue, ...);
   // AlreadyExists when a pending or running job has the name.
@@ -77,19 +77,26 @@ class ClusterManager {
   absl::Status resize(const std::string& job_id, int nodes, absl::Time now);
   absl::Status drain(const std::string& node_id, bool undo, absl::Time now);
 
+  // `session` (credentials.h) is bound to the node id: the node calls below need it. Registering
+  // with another session is refused with AlreadyExists while the node's stream is open, and
+  // rebinds the node otherwise (its agent restarted).
   absl::StatusOr<v1::RegisterNodeResponse> registerNode(const v1::RegisterNodeRequest& req,
-                                                        absl::Time now);
+                                                        absl::Time now,
+                                                        const std::string& session = {});
   // Attaches the node's order stream: a Launch for its job (if any) and a Release for each job it
   // reported running that is not assigned to it are delivered at once. A node has one stream: the
   // one it had before is ended with `close` (ABORTED).
   absl::StatusOr<uint64_t> watchNode(const std::string& node_id, NodeSink sink, absl::Time now,
-                                     NodeClose close = nullptr);
+                                     NodeClose close = nullptr, const std::string& session = {});
   // The stream `handle` ended; when `lost`, the node is marked lost at once.
   void unwatchNode(const std::string& node_id, uint64_t handle, bool lost, absl::Time now);
-  absl::Status nodeHeartbeat(const std::string& node_id, absl::Time now);
-  absl::Status reportExit(const v1::ReportExitRequest& req, absl::Time now);
+  absl::Status nodeHeartbeat(const std::string& node_id, absl::Time now,
+                             const std::string& session = {});
+  absl::Status reportExit(const v1::ReportExitRequest& req, absl::Time now,
+                          const std::string& session = {});
 
-  v1::ListJobsResponse listJobs(bool all) const;
+  // Every job, or (`job_token` set) only the jobs whose token it is.
+  v1::ListJobsResponse listJobs(bool all, const std::string* job_token = nullptr) const;
   v1::ListNodesResponse listNodes() const;
 
   // Marks nodes lost after missed heartbeats, records jobs whose rendezvous ended, and runs a
@@ -102,6 +109,7 @@ class ClusterManager {
  private:
   struct Node {
     v1::NodeRecord record;
+    std::string session;      // bound by its registration
     bool registered = false;  // since this process started
     bool healthy = true;
     absl::Time last_seen;
@@ -128,6 +136,9 @@ class ClusterManager {
   void launchLocked(const Job& job, const std::vector<std::string>& nodes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void sendLocked(Node& node, const v1::NodeEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PermissionDenied unless `session` is the node's.
+  static absl::Status checkSessionLocked(const Node& node, const std::string& node_id,
+                                         const std::string& session);
   // Ending a job: the record first (returns the nodes it held), then, once it is durable, the
   // Releases and the end of its rendezvous job.
   std::vector<std::string> markEndedLocked(Job& job, v1::JobState state, const std::string& reason,

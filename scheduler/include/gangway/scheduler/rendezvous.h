@@ -4,7 +4,9 @@
 //
 // Rules (see scheduler/README.md):
 // - A job is created by its first Join, which fixes --nnodes MIN:MAX and --max-restarts; a later
-//   Join that disagrees is refused. Every request is checked against RendezvousSettings.limits
+//   Join that disagrees is refused. Creating a job needs the cluster's join token (when the
+//   settings have one); the Join's session is bound to its agent id, and the calls that act for
+//   an agent need it. Every request is checked against RendezvousSettings.limits
 //   (limits.h) before it changes anything; messages from agents are kept escaped and cut.
 // - A round forms when at least MIN agents are present: at once when MAX are, else when the
 //   last-call window after reaching MIN expires. Agents beyond MAX wait as standbys.
@@ -26,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <absl/base/thread_annotations.h>
@@ -35,6 +38,7 @@
 #include <absl/synchronization/mutex.h>
 #include <absl/time/time.h>
 
+#include "gangway/scheduler/client/credentials.h"
 #include "gangway/scheduler/kv_store.h"
 #include "gangway/scheduler/limits.h"
 #include "gangway/v1/rendezvous.pb.h"
@@ -49,6 +53,10 @@ struct RendezvousSettings {
   absl::Duration ended_job_retention = absl::Minutes(10);
   int max_layout_in_assignment = 64;
   Limits limits;
+  // The cluster credential (`--join-token-file`): creating a job needs it, and it is the secret
+  // of a job created without one of its own. Empty: anyone may create a job (loopback or
+  // --insecure).
+  std::string join_token;
 };
 
 class Rendezvous {
@@ -60,32 +68,48 @@ class Rendezvous {
   // rendezvous lock held: it must only end the stream, never call back into the Rendezvous.
   using Close = std::function<void(const absl::Status&)>;
 
-  explicit Rendezvous(RendezvousSettings settings) : settings_(settings) {}
+  explicit Rendezvous(RendezvousSettings settings) : settings_(std::move(settings)) {}
 
   const RendezvousSettings& settings() const { return settings_; }
 
-  // `token` is the job's secret: the first Join sets it (empty: none), later calls must match.
-  absl::Status join(const v1::JoinRequest& req, const std::string& token, absl::Time now);
-  // PermissionDenied unless `token` is the job's secret (compared in constant time); NotFound
-  // for an unknown job.
-  absl::Status authorize(const std::string& job_id, const std::string& token) const;
+  // `caller.token` is the job's secret: the Join that creates the job sets it (empty: the
+  // settings' join_token is its secret, or it has none); it must carry the join token when the
+  // settings have one. Later Joins must carry the job's secret. `caller.session` is bound to the
+  // agent id by its first Join; a Join with another session is refused with AlreadyExists while
+  // the agent's stream is open (the agent id belongs to a live process), and rebinds it otherwise.
+  // The calls below that name an agent need its session (PermissionDenied otherwise).
+  absl::Status join(const v1::JoinRequest& req, const CallCredentials& caller, absl::Time now);
+  absl::Status join(const v1::JoinRequest& req, const std::string& token, absl::Time now) {
+    return join(req, CallCredentials{.token = token, .join_token = {}, .session = {}}, now);
+  }
+  // What callers of a job must show (the authorization matrix, authz.h, decides with it).
+  struct Secrets {
+    std::string secret;       // the job's own token, or the join token; empty: an open job
+    bool own_token = false;   // `secret` is the job's own token (not the join token)
+    std::string store_token;  // storeTokenFor(secret, job id)
+  };
+  // NotFound for an unknown job.
+  absl::StatusOr<Secrets> secrets(const std::string& job_id) const;
   // Attaches the agent's event stream; the agent's latest event is delivered at once. Returns a
   // handle for unwatch. An agent has one stream: a stream it had before is ended with `close`
   // (ABORTED), so that a peer that opens stream after stream holds one.
   absl::StatusOr<uint64_t> watch(const std::string& job_id, const std::string& agent_id, Sink sink,
-                                 absl::Time now, Close close = nullptr);
+                                 absl::Time now, Close close = nullptr,
+                                 const std::string& session = {});
   // The stream `handle` ended. If it is still the agent's stream, its sink is dropped (no event
   // is delivered to it after this returns) and, when `lost`, the agent is removed.
   void unwatch(const std::string& job_id, const std::string& agent_id, uint64_t handle, bool lost,
                absl::Time now);
   // Returns the job's current round. NotFound if the agent is not (or no longer) a member.
   absl::StatusOr<int64_t> heartbeat(const std::string& job_id, const std::string& agent_id,
-                                    absl::Time now);
+                                    absl::Time now, const std::string& session = {});
   absl::Status leave(const std::string& job_id, const std::string& agent_id,
-                     const std::string& reason, absl::Time now);
-  absl::Status report(const v1::WorkerReport& report, absl::Time now);
+                     const std::string& reason, absl::Time now, const std::string& session = {});
+  absl::Status report(const v1::WorkerReport& report, absl::Time now,
+                      const std::string& session = {});
   // From node rank 0's agent: the round's MASTER_PORT; completes every member's assignment.
-  absl::Status publishMasterPort(const v1::MasterPortRequest& req, absl::Time now);
+  absl::Status publishMasterPort(const v1::MasterPortRequest& req, absl::Time now,
+                                 const std::string& session = {});
 
   // Jobs run by the cluster scheduler ("managed"): the scheduler, not the agents' --nnodes, sets
   // the membership. `members` are the agent ids (the pool agents' node ids) of the job's next
@@ -128,6 +152,7 @@ class Rendezvous {
  private:
   struct Agent {
     v1::JoinRequest info;
+    std::string session;  // bound by its first Join
     int64_t join_seq = 0;
     absl::Time last_seen;
     Sink sink;
@@ -139,6 +164,7 @@ class Rendezvous {
   struct Job {
     std::string id;
     std::string token;
+    std::string store_token;  // storeTokenFor(token or the join token, id)
     int min_nodes = 1;
     int max_nodes = 1;
     int max_restarts = 0;
@@ -166,9 +192,12 @@ class Rendezvous {
   // InvalidArgument naming the first field of `req` past the limits.
   absl::Status checkJoin(const v1::JoinRequest& req) const;
   Job* findLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // NotFound naming the job or the agent.
+  // NotFound naming the job or the agent; PermissionDenied when `session` is not the agent's.
   absl::StatusOr<std::pair<Job*, Agent*>> findAgentLocked(const std::string& job_id,
-                                                          const std::string& agent_id)
+                                                          const std::string& agent_id,
+                                                          const std::string& session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<Job> newJobLocked(const std::string& job_id, const std::string& token) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void sendLocked(Agent& agent, v1::RoundEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void removeAgentLocked(Job& job, const std::string& agent_id, const std::string& reason,
@@ -194,6 +223,8 @@ class Rendezvous {
 
 // Compares secrets in time independent of where they differ.
 bool constantTimeEquals(const std::string& a, const std::string& b);
+// Whether `presented` is the session `bound` to an agent or node (constant time).
+bool sessionMatches(const std::string& bound, const std::string& presented);
 
 // "2" or "1:4", as --nnodes is written.
 std::string formatNnodes(int min, int max);

@@ -30,7 +30,8 @@ namespace gangway::scheduler {
 struct AgentSessionOptions {
   std::vector<std::string> endpoints;  // HOST:PORT of the control plane; replicas, tried in turn
   std::string tls_ca_file;             // PEM roots: TLS when set
-  std::string token;                   // carried by every call of the session
+  std::string token;                   // the job token, carried by every call of the session
+  std::string join_token;              // the cluster credential (--join-token-file), likewise
   std::string peer = "control plane";  // what messages call it ("rendezvous", "scheduler")
   std::string joined;                  // what a join joins, for logs ("job J"); "": "the PEER"
   std::string log_component = "launcher";
@@ -47,7 +48,8 @@ class AgentSession {
    public:
     virtual ~Calls() = default;
     // One join attempt through `channel`, a channel to `endpoint`. Returns the heartbeat interval
-    // the control plane asks for. UNAVAILABLE and DEADLINE_EXCEEDED are retried; any other error
+    // the control plane asks for. UNAVAILABLE, DEADLINE_EXCEEDED and ALREADY_EXISTS (the agent id
+    // still bound to a session that is going away) are retried; any other error
     // is the control plane's answer and ends join().
     virtual absl::StatusOr<absl::Duration> join(const std::string& endpoint,
                                                 const std::shared_ptr<grpc::Channel>& channel,
@@ -87,8 +89,10 @@ class AgentSession {
   // tried). Calls in flight keep the channel they took.
   std::shared_ptr<grpc::Channel> channel() const;
   std::string endpoint() const;
-  // A context carrying the session's token, with a deadline `timeout` from now.
+  // A context carrying the session's credentials (its tokens and its session, drawn once per
+  // AgentSession and bound to the agent by its first join), with a deadline `timeout` from now.
   std::unique_ptr<grpc::ClientContext> context(absl::Duration timeout) const;
+  const std::string& session() const { return session_; }
 
  private:
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channelTo(const std::string& endpoint);
@@ -99,6 +103,7 @@ class AgentSession {
 
   const AgentSessionOptions options_;
   Calls& calls_;
+  const std::string session_;
 
   mutable absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,11 +12,9 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/status.h>
 
-namespace gangway::scheduler {
+#include "gangway/scheduler/client/credentials.h"
 
-// The metadata entry that carries a caller's token (a job's secret, the admin token) on every
-// call.
-inline constexpr char kTokenMetadata[] = "x-gangway-token";
+namespace gangway::scheduler {
 
 struct ChannelOptions {
   std::string address;      // HOST:PORT
@@ -30,6 +28,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> makeChannel(const ChannelOptions&
 // The context of one call: `token` as kTokenMetadata unless empty, and a deadline `timeout` from
 // now unless infinite.
 std::unique_ptr<grpc::ClientContext> callContext(const std::string& token, absl::Duration timeout);
+// The same with every credential of `creds` that is not empty (credentials.h).
+std::unique_ptr<grpc::ClientContext> callContext(const CallCredentials& creds,
+                                                 absl::Duration timeout);
 
 // Converts between gRPC and Abseil status codes (the numeric values are the same canonical codes).
 absl::Status fromGrpc(const grpc::Status& s);
