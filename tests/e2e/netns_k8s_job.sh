@@ -95,6 +95,8 @@ echo "Job: $completions completions, rendezvous $rdzv_host:$rdzv_port; Service $
 # The image's paths, and where they are here.
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin-token"
 chmod 600 "$work/admin-token"  # as the Secret's defaultMode: a secret open to others is refused
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/join-token"
+chmod 600 "$work/join-token"
 mkdir -p "$work/data"
 : >"$work/network-paths"
 for ((i = 0; i < completions; i++)); do echo "node-$i spine0/leaf0" >>"$work/network-paths"; done
@@ -104,6 +106,7 @@ gangway=$gangway
 /etc/gangway/scheduler.toml=$work/scheduler.toml
 /var/lib/gangway=$work/data
 /etc/gangway/admin/token=$work/admin-token
+/etc/gangway/join/token=$work/join-token
 /usr/share/gangway/examples/ddp_train.py=$repo/deploy/examples/ddp_train.py
 /etc/gangway/network/paths=$work/network-paths
 EOF
@@ -113,8 +116,8 @@ EOF
 # and OUT.env (the container's env), NUL-separated, for the first container of KIND's pod
 # template. $(VAR) in command and args is expanded from the env as Kubernetes does ($$ is $, an
 # undefined reference stays as it is); env values from fieldRef are the FIELD=VALUE given; the
-# image's paths are mapped (a path as the whole argument, or as the value of --flag=PATH; the
-# command's `gangway`).
+# image's paths are mapped (a path as the whole argument, or as the value of --flag=PATH or
+# --flag=key=PATH; the command's `gangway`).
 container_argv() {
   local json=$1 kind=$2 out=$3
   shift 3
@@ -149,13 +152,13 @@ if "JOB_COMPLETION_INDEX" in fields:  # the Job controller's, for Indexed Jobs
 mapping = [l.split("=", 1) for l in os.environ["PATH_MAP"].splitlines()]
 def map_path(a):
     prefix = ""
-    if a.startswith("--") and "=" in a:
+    if "=" in a and not a.startswith("/"):  # --flag=PATH, --flag=key=PATH
         prefix, a = a.split("=", 1)
-        prefix += "="
+        return prefix + "=" + map_path(a)
     for src, dst in mapping:
         if src.startswith("/") and (a == src or a.startswith(src + "/")):
             return prefix + dst + a[len(src):]
-    return prefix + a
+    return a
 argv = [map_path(expand(a)) for a in c.get("command", []) + c.get("args", [])] + extra
 argv[0] = dict(mapping).get(argv[0], argv[0])  # the image's gangway on PATH
 with open(out + ".argv", "wb") as f:

@@ -23,7 +23,7 @@ import {
 } from "./workloads.mjs";
 
 // Secrets the user creates before applying the manifests (deploy/README.md lists them).
-export const KNOWN_SECRETS = ["gangway-admin-token"];
+export const KNOWN_SECRETS = ["gangway-admin-token", "gangway-join-token"];
 const SHM = "/dev/shm";
 const LEAVE_RENDEZVOUS_S = 10;
 const GPU = "nvidia.com/gpu";
