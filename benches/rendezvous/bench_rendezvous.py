@@ -2,7 +2,7 @@
 """Rendezvous benchmark: multi-agent `gangway run` against torchrun's c10d rendezvous, on loopback.
 
 Measures (see README.md): (a) the launch of 8 agents x 1 no-op worker, for gangway against a
-daemon, gangway in host mode and torchrun; (c) recovery of a 3:4-node job after kill -9 of one
+daemon (open, with a join token, with a join token over TLS), gangway in host mode and torchrun; (c) recovery of a 3:4-node job after kill -9 of one
 agent. The tools alternate rep by rep so that they share the machine's noise. Run with Debian's
 Python, which has torch:
 
@@ -36,7 +36,11 @@ RECOVERY_TIMEOUT_S = 60             # gangway: from the kill to the survivors' e
 TORCHRUN_RECOVERY_TIMEOUT_S = 90    # torchrun may never recover: it is given this long
 START_TIMEOUT_S = 60                # all 4 workers of the first round running
 ERROR_RE = re.compile(r"error|exception|traceback|connection reset|broken pipe", re.I)
-LAUNCH_ROWS = ("gangway (daemon)", "gangway (host mode)", "torchrun")
+# The daemon rows with credentials measure what security costs: a join token (and a session per
+# agent, which every row carries), and the same over TLS.
+JOIN = "gangway (daemon, join token)"
+TLS = "gangway (daemon, token+TLS)"
+LAUNCH_ROWS = ("gangway (daemon)", "gangway (host mode)", "torchrun", JOIN, TLS)
 RECOVERY_ROWS = ("gangway (daemon)", "torchrun")
 
 # One file per worker start: "EPOCHREALTIME ROUND WORLD_SIZE". $BASHPID, not $$: torchrun
@@ -120,10 +124,10 @@ class Daemon:
     """`gangway scheduler --listen 127.0.0.1:0`, output to LOGDIR/daemon.log; ready once it has
     printed its address."""
 
-    def __init__(self, gangway: str, logdir: Path):
+    def __init__(self, gangway: str, logdir: Path, extra=()):
         self.log = logdir / "daemon.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([gangway, "scheduler", "--listen", "127.0.0.1:0"],
+            self.proc = subprocess.Popen([gangway, "scheduler", "--listen", "127.0.0.1:0", *extra],
                                          stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -154,9 +158,27 @@ class Daemon:
             self.proc.wait()
 
 
-def gangway_agent(gangway, nnodes, endpoint, run_id, worker):
+def gangway_agent(gangway, nnodes, endpoint, run_id, worker, extra=()):
     return [gangway, "run", "--nnodes", nnodes, "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--no-python", *worker]
+            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, *extra, "--no-python", *worker]
+
+
+def credentials(row: str, tmp: Path):
+    """The daemon's and the agents' extra arguments for ROW's credentials."""
+    if row not in (JOIN, TLS):
+        return [], []
+    token = tmp / "join.token"
+    token.write_text(os.urandom(24).hex() + "\n")
+    token.chmod(0o600)
+    daemon, conf = ["--join-token-file", str(token)], f"join_token_file={token}"
+    if row == TLS:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem")],
+                       check=True, capture_output=True)
+        daemon += ["--tls-cert", str(tmp / "cert.pem"), "--tls-key", str(tmp / "key.pem")]
+        conf += f",tls_ca={tmp / 'cert.pem'}"
+    return daemon, ["--rdzv-conf", conf]
 
 
 def torchrun_agent(nnodes, endpoint, run_id, worker, extra=()):
@@ -185,12 +207,14 @@ def failures(agents: Agents, timed_out: bool, argv0, procs=None):
 def launch_once(row: str, gangway: str, run_id: str):
     """Return {"s": wall seconds, "errors": [...], "failures": [...]}."""
     with tempfile.TemporaryDirectory(prefix="gangway-rdzv-") as tmp:
-        daemon = Daemon(gangway, Path(tmp)) if row == "gangway (daemon)" else None
+        daemon_extra, agent_extra = credentials(row, Path(tmp))
+        daemon = Daemon(gangway, Path(tmp), daemon_extra) if "daemon" in row else None
         endpoint = daemon.endpoint if daemon else f"127.0.0.1:{free_port()}"
         if row == "torchrun":
             argv = torchrun_agent(str(LAUNCH_AGENTS), endpoint, run_id, ["/bin/true"])
         else:
-            argv = gangway_agent(gangway, str(LAUNCH_AGENTS), endpoint, run_id, ["/bin/true"])
+            argv = gangway_agent(gangway, str(LAUNCH_AGENTS), endpoint, run_id, ["/bin/true"],
+                                 agent_extra)
         agents = Agents(Path(tmp))
         try:
             start = time.perf_counter()
@@ -214,7 +238,8 @@ def launch_once(row: str, gangway: str, run_id: str):
 def bench_launch(gangway: str, reps: int):
     samples = {row: [] for row in LAUNCH_ROWS}
     for rep in range(-1, reps):  # rep -1: one unrecorded warm-up per row
-        order = LAUNCH_ROWS[rep % 3:] + LAUNCH_ROWS[:rep % 3]
+        k = rep % len(LAUNCH_ROWS)
+        order = LAUNCH_ROWS[k:] + LAUNCH_ROWS[:k]
         for row in order:
             result = launch_once(row, gangway, f"bench{os.getpid()}r{rep + 1}{LAUNCH_ROWS.index(row)}")
             if rep >= 0:
@@ -372,31 +397,34 @@ def report(env, reps, launch, recovery):
           f"127.0.0.1, wall time from starting the agents to the last exit")
     la = {row: stats(s) for row, s in launch.items()}
     t = la["torchrun"]["median_ms"]
-    print(f"  {'row':22} {'median ms':>10} {'min ms':>9} {'torchrun/row':>13} "
+    print(f"  {'row':29} {'median ms':>10} {'min ms':>9} {'torchrun/row':>13} "
           f"{'errors printed':>15} {'agents exit!=0':>15}")
     for row, s in la.items():
         s["ratio"] = t / s["median_ms"]
-        print(f"  {row:22} {ms(s['median_ms']):>10} {ms(s['min_ms']):>9} {s['ratio']:>12.1f}x "
+        print(f"  {row:29} {ms(s['median_ms']):>10} {ms(s['min_ms']):>9} {s['ratio']:>12.1f}x "
               f"{s['errors']:>15} {s['failures']:>15}")
     for row, s in launch.items():
         print_details(row, s)
+    base = la["gangway (daemon)"]["median_ms"]
+    print(f"  security: {JOIN} / open daemon = {la[JOIN]['median_ms'] / base:.2f}x, "
+          f"{TLS} / open daemon = {la[TLS]['median_ms'] / base:.2f}x")
     print()
     print(f"(c) recovery: kill -9 of 1 of {RECOVERY_AGENTS} agents, --nnodes 3:4, daemon defaults; "
           f"first WORLD_SIZE=3 worker start - kill")
     rc = {row: stats(s) for row, s in recovery.items()}
-    print(f"  {'row':22} {'median ms':>10} {'min ms':>9} {'runs':>5} {'recovered':>10} "
+    print(f"  {'row':29} {'median ms':>10} {'min ms':>9} {'runs':>5} {'recovered':>10} "
           f"{'errors printed':>15} {'agents exit!=0':>15}")
     for row, s in rc.items():
         if not s["runs"]:
-            print(f"  {row:22} not run (--quick)")
+            print(f"  {row:29} not run (--quick)")
             continue
         ok = sum(x["recovered"] for x in recovery[row])
-        print(f"  {row:22} {ms(s['median_ms']):>10} {ms(s['min_ms']):>9} {s['runs']:>5} "
+        print(f"  {row:29} {ms(s['median_ms']):>10} {ms(s['min_ms']):>9} {s['runs']:>5} "
               f"{ok:>10} {s['errors']:>15} {s['failures']:>15}")
     for row, s in recovery.items():
         print_details(row, s)
     print()
-    g = [la[r] for r in LAUNCH_ROWS[:2]]
+    g = [la[r] for r in LAUNCH_ROWS if r.startswith("gangway")]
     rg = rc["gangway (daemon)"]
     goals = [
         ("(a) gangway >= 20x faster than torchrun", all(s["ratio"] >= 20 for s in g),
@@ -404,6 +432,10 @@ def report(env, reps, launch, recovery):
         ("(a) gangway: zero errors, every agent exits 0",
          all(s["errors"] == 0 and s["failures"] == 0 for s in g),
          ", ".join(f"{s['errors']} err/{s['failures']} exit!=0" for s in g)),
+        ("(a) join token < 10% slower than open", la[JOIN]["median_ms"] < 1.10 * base,
+         f"{la[JOIN]['median_ms'] / base:.2f}x"),
+        ("(a) join token + TLS < 25% slower than open", la[TLS]["median_ms"] < 1.25 * base,
+         f"{la[TLS]['median_ms'] / base:.2f}x"),
         ("(c) gangway recovery < 3 s (defaults)",
          rg["median_ms"] is not None and rg["median_ms"] < 3000 and rg["failures"] == 0
          and all(x["recovered"] for x in recovery["gangway (daemon)"]),
