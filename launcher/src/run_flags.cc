@@ -32,7 +32,12 @@ constexpr FlagSpec kFlags[] = {
     {"rdzv-id", nullptr, false, "none", true,
      "Job id shared by all nodes (TORCHELASTIC_RUN_ID, GANGWAY_JOB_ID); 'none' or --standalone: "
      "a random id."},
-    {"rdzv-conf", nullptr, false, "", true, "Rendezvous settings, KEY=VALUE[,KEY=VALUE...]."},
+    {"rdzv-conf", nullptr, false, "", true,
+     "Rendezvous settings, KEY=VALUE[,KEY=VALUE...]: join_token_file=FILE (the cluster's join "
+     "token, the scheduler's --join-token-file: creating the job needs it), token_file=FILE (a "
+     "secret of the job's own, the same file on every node), insecure=true (host the rendezvous "
+     "off loopback without a secret), tls_ca=, tls_cert=, tls_key= (PEM files), is_host=, "
+     "agent_id=, join_timeout=, last_call_timeout=, heartbeat_timeout= (seconds)."},
     {"standalone", nullptr, true, "0", true,
      "Single-node job with its rendezvous on this machine; no other rendezvous flag is needed."},
     {"max-restarts", nullptr, false, "0", true,
